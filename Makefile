@@ -1,0 +1,48 @@
+# Every target sets up its own environment in $(VENV) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch: the CPU build where the machine has no CUDA GPU, the default (CUDA) build where it has one; macOS
+# wheels on PyPI are CPU/MPS builds already. Override TORCH_CPU to test another version.
+TORCH_CPU ?= torch==2.13.0+cpu
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_GPU ?= torch
+REPORT_DIR ?= reports
+PROFILE ?= full
+PYTEST_ARGS ?=
+
+.PHONY: test parity lint bench fuzz lessons clean
+
+$(VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+	  echo "torch already installed in $(VENV)"; \
+	elif [ "$$(uname -s)" = Darwin ] || nvidia-smi -L >/dev/null 2>&1; then \
+	  $(PIP) install "$(TORCH_GPU)"; \
+	else \
+	  $(PIP) install --extra-index-url $(TORCH_CPU_INDEX) "$(TORCH_CPU)"; \
+	fi
+	$(PIP) install -e ".[test]"
+	touch $@
+
+$(VENV)/.lint: $(VENV)/.ready
+	$(PIP) install -e ".[lint]"
+	touch $@
+
+# The pull-request gate: the oracle's own checks, error parity, the harness's meta-tests, the quick grid.
+test: $(VENV)/.ready
+	$(PY) -m pytest -n auto --profile quick --report-dir $(REPORT_DIR) $(PYTEST_ARGS)
+
+# The parity suite on every available device; the report lands in $(REPORT_DIR)/summary.md.
+parity: $(VENV)/.ready
+	$(PY) -m pytest parity_tests/test_parity.py -n auto --profile $(PROFILE) --report-dir $(REPORT_DIR) $(PYTEST_ARGS)
+
+lint: $(VENV)/.lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/zizmor --offline --min-severity medium .github/workflows
+
+clean:
+	rm -rf $(REPORT_DIR) .pytest_cache .hypothesis .benchmarks
