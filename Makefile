@@ -44,5 +44,10 @@ lint: $(VENV)/.lint
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(VENV)/bin/zizmor --offline --min-severity medium .github/workflows
 
+# The course material as runnable lessons: CSVs, plots and a summary under $(REPORT_DIR)/lessons.
+lessons: $(VENV)/.ready
+	$(PIP) install -q -e ".[lessons]"
+	$(PY) -m lessons --out $(REPORT_DIR)/lessons
+
 clean:
 	rm -rf $(REPORT_DIR) .pytest_cache .hypothesis .benchmarks
