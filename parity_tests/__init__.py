@@ -1,0 +1,1 @@
+"""The parity suite: torch against an implementation under test, case by case."""

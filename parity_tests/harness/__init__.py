@@ -1,0 +1,1 @@
+"""The machinery of the parity suite (no test functions live here)."""

@@ -1,0 +1,156 @@
+"""The case grid and input generation.
+
+A case is (loss, options, shape, regime, dtype, device, seed). Its inputs are drawn once in float64 from a seed
+derived from the case, then rounded to the case's dtype: torch and the implementation get the same values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from parity_tests.harness.dtypes import NUMPY_DTYPES, round_to
+from parity_tests.harness.specs import SPECS, LossSpec, Shape
+
+# Options that are handed to the loss as they are (the rest describe how inputs are drawn).
+_KEYWORDS = ("ignore_index", "reduction", "label_smoothing")
+PROFILES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class Case:
+    loss: str
+    options: tuple[tuple[str, Any], ...]  # sorted (name, value) pairs of the spec's option axes
+    shape: Shape
+    regime: str
+    dtype: str
+    device: str
+    seed: int = 0
+
+    @property
+    def spec(self) -> LossSpec:
+        return SPECS[self.loss]
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    @property
+    def id(self) -> str:
+        return f"{self.base_id}-s{self.seed}"
+
+    @property
+    def base_id(self) -> str:
+        """The id without the seed, e.g. `cross_entropy-index-w-ii-100-ls0.1-mean-8x5x3-float16-cpu`."""
+        o = self.opts
+        tokens = [self.loss, o["target"]]
+        if o.get("weight"):
+            tokens.append("w" if o["weight"] == "class" else f"w.{o['weight']}")
+        if o.get("pos_weight"):
+            tokens.append(f"pw.{o['pos_weight']}")
+        if "ignore_index" in o and o["target"] == "index":
+            tokens.append(f"ii{o['ignore_index']}")
+        if o.get("label_smoothing"):
+            tokens.append(f"ls{o['label_smoothing']}")
+        tokens += [o["reduction"], "x".join(map(str, self.shape)) or "scalar"]
+        if self.regime != self.spec.regimes[0]:
+            tokens.append(self.regime)
+        return "-".join([*tokens, self.dtype, self.device])
+
+    def rng(self) -> np.random.Generator:
+        # Seeded by the case itself, never by global state: any case can be rebuilt alone.
+        return np.random.default_rng([self.seed, zlib.crc32(self.base_id.encode())])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss,
+            "options": self.opts,
+            "shape": list(self.shape),
+            "regime": self.regime,
+            "dtype": self.dtype,
+            "device": self.device,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Case:
+        return cls(
+            loss=data["loss"],
+            options=tuple(sorted(data["options"].items())),
+            shape=tuple(data["shape"]),
+            regime=data["regime"],
+            dtype=data["dtype"],
+            device=data["device"],
+            seed=data["seed"],
+        )
+
+
+@dataclass
+class CaseData:
+    """The inputs of one case: float64 arrays holding values exactly representable in the case's dtype."""
+
+    case: Case
+    arrays: dict[str, np.ndarray]  # input, target, [weight], [pos_weight], grad_output
+    keywords: dict[str, Any] = field(default_factory=dict)
+
+    def impl_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays as the implementation receives them: the case's dtype (float32 for bfloat16)."""
+        np_dtype = NUMPY_DTYPES[self.case.dtype]
+        return {k: v if v.dtype.kind in "iu" else v.astype(np_dtype) for k, v in self.arrays.items()}
+
+
+def output_shape(case: Case, arrays: Mapping[str, np.ndarray]) -> Shape:
+    """The shape of the loss (and of grad_output): the input's without its class dimension, or () reduced."""
+    shape = arrays["input"].shape
+    if case.opts["reduction"] != "none":
+        return ()
+    if case.opts["target"] in ("index", "prob"):
+        return shape[:1] + shape[2:] if len(shape) > 1 else ()
+    return shape
+
+
+def build(case: Case) -> CaseData:
+    rng = case.rng()
+    drawn = case.spec.sample(rng, case.shape, case.opts, case.regime)
+    out_shape = output_shape(case, drawn)
+    # A random grad_output (never only ones: ones hide reduction bugs), magnitudes in [0.5, 2].
+    drawn["grad_output"] = rng.uniform(0.5, 2.0, out_shape) * rng.choice([-1.0, 1.0], out_shape)
+    arrays = {k: v if v.dtype.kind in "iu" else round_to(v, case.dtype) for k, v in drawn.items()}
+    keywords = {k: v for k, v in case.opts.items() if k in _KEYWORDS}
+    return CaseData(case, arrays, keywords)
+
+
+def _option_grid(spec: LossSpec) -> Iterator[dict[str, Any]]:
+    names = list(spec.options)
+    for values in itertools.product(*(spec.options[n] for n in names)):
+        yield dict(zip(names, values, strict=True))
+
+
+def grid(profile: str, devices: list[str], dtypes: list[str] | None = None) -> Iterator[Case]:
+    """Every case of a profile. quick: every option combination on the quick shapes in the ordinary regime,
+    and on two shapes in the other regimes. full: every combination, shape and regime, two seeds."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile: {profile!r} is not one of {PROFILES}")
+    for spec in SPECS.values():
+        for device in devices:
+            for dtype in spec.dtypes.get(device, ()):
+                if dtypes and dtype not in dtypes:
+                    continue
+                for options in _option_grid(spec):
+                    for regime in spec.regimes:
+                        if profile == "full":
+                            shapes, seeds = spec.shapes + spec.extra_shapes, (0, 1)
+                        else:
+                            shapes = spec.shapes if regime == spec.regimes[0] else spec.shapes[1:3]
+                            seeds = (0,)
+                        for shape in shapes:
+                            if not spec.valid(options, shape, regime):
+                                continue
+                            for seed in seeds:
+                                yield Case(spec.name, tuple(sorted(options.items())), shape, regime, dtype,
+                                           device, seed)

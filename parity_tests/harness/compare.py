@@ -1,0 +1,124 @@
+"""One comparison of one stage -> a Verdict.
+
+The expected array is float64 math on the dtype-rounded inputs, so what is measured is torch's own error in the
+dtype. Errors are in units of the dtype's epsilon, relative to the scale of the compared array (its largest
+finite |expected|): gradients of a mean loss are O(1/N), so a fixed absolute tolerance would pass anything.
+NaN and +-inf positions must agree exactly; an expected value outside the dtype's finite range is expected to be
++-inf in torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from parity_tests.harness.dtypes import eps, round_to, ulp
+
+
+@dataclass
+class Verdict:
+    stage: str
+    dtype: str
+    tolerance: float  # in eps of the dtype, relative to `scale`
+    ok: bool
+    error: float  # worst |actual - expected| / (eps * scale): the number compared with `tolerance`
+    max_abs_error: float
+    max_rel_error: float  # worst elementwise |actual - expected| / |expected| over nonzero finite entries
+    worst_index: tuple[int, ...] | None
+    expected: float | None  # both values at worst_index
+    actual: float | None
+    ulps: float | None  # the worst error in ulps of the dtype at the expected value
+    mismatches: int  # elements over tolerance, NaN/inf pattern differences included
+    total: int
+    nan_mismatches: int
+    inf_mismatches: int
+    scale: float
+    problem: str | None = None  # a structural failure: missing stage, wrong shape
+
+    @property
+    def headroom(self) -> float:
+        """worst error / tolerance: 1.0 is at the limit; a tolerance far above what is seen shows as << 1."""
+        return self.error / self.tolerance if self.tolerance else float(self.error > 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        if self.problem:
+            return f"{self.stage}: {self.problem}"
+        at = f" at {list(self.worst_index)}" if self.worst_index is not None else ""
+        parts = [
+            f"{self.stage}: worst error {self.error:.3g} eps (tolerance {self.tolerance:g} eps of {self.dtype}, "
+            f"scale {self.scale:.3g}){at}: expected {self.expected!r}, got {self.actual!r}",
+            f"abs {self.max_abs_error:.3g}, rel {self.max_rel_error:.3g}, ulps {self.ulps}; "
+            f"{self.mismatches}/{self.total} mismatched",
+        ]
+        if self.nan_mismatches or self.inf_mismatches:
+            parts.append(f"NaN pattern differs at {self.nan_mismatches}, inf at {self.inf_mismatches} positions")
+        return "; ".join(parts)
+
+
+def _failure(stage: str, dtype: str, tolerance: float, problem: str, total: int = 0) -> Verdict:
+    nan = float("nan")
+    return Verdict(stage, dtype, tolerance, False, float("inf"), nan, nan, None, None, None, None, total, total, 0,
+                   0, nan, problem)
+
+
+def compare(stage: str, expected: np.ndarray | None, actual: np.ndarray | None, dtype: str,
+            tolerance: float) -> Verdict:
+    """Judge `actual` (torch, converted to float64) against `expected` (the float64 oracle)."""
+    if expected is None and actual is None:
+        raise ValueError(f"stage {stage!r} exists on neither side")
+    if expected is None or actual is None:
+        missing = "the implementation" if expected is None else "torch"
+        return _failure(stage, dtype, tolerance, f"{missing} returned no {stage}")
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    if expected.shape != actual.shape:
+        return _failure(stage, dtype, tolerance,
+                        f"shape {actual.shape} from torch, {expected.shape} from the implementation", expected.size)
+
+    # What torch can represent: a true value beyond the dtype's range is +-inf there.
+    overflow = np.isfinite(expected) & np.isinf(round_to(expected, dtype))
+    expected = np.where(overflow, np.copysign(np.inf, expected), expected)
+    nan_diff = np.isnan(expected) != np.isnan(actual)
+    inf_diff = (np.isinf(expected) | np.isinf(actual)) & (expected != actual) & ~nan_diff
+    finite = np.isfinite(expected) & np.isfinite(actual)
+
+    abs_err = np.abs(np.where(finite, actual, 0.0) - np.where(finite, expected, 0.0))
+    finite_expected = np.abs(expected[np.isfinite(expected)])
+    scale = float(finite_expected.max()) if finite_expected.size and finite_expected.max() > 0 else 0.0
+    # All-zero expectations leave no scale: the unit becomes the dtype's smallest normal, i.e. exact zeros.
+    unit = eps(dtype) * (scale or float(np.finfo(np.float64).tiny))
+    scaled = abs_err / unit
+    over = (scaled > tolerance) | nan_diff | inf_diff
+    error = float("inf") if (nan_diff.any() or inf_diff.any()) else float(scaled.max(initial=0.0))
+
+    worst = None
+    if over.any():
+        worst = np.unravel_index(int(np.argmax(np.where(nan_diff | inf_diff, np.inf, scaled))), expected.shape)
+    elif expected.size:
+        worst = np.unravel_index(int(np.argmax(scaled)), expected.shape)
+    nonzero = finite & (expected != 0)
+    rel = np.where(nonzero, abs_err / np.where(nonzero, np.abs(expected), 1.0), 0.0)
+    at = (lambda a: float(a[worst])) if worst is not None else (lambda a: None)
+    return Verdict(
+        stage=stage,
+        dtype=dtype,
+        tolerance=tolerance,
+        ok=not over.any(),
+        error=error,
+        max_abs_error=float(abs_err.max(initial=0.0)),
+        max_rel_error=float(rel.max(initial=0.0)),
+        worst_index=tuple(int(i) for i in worst) if worst is not None else None,
+        expected=at(expected),
+        actual=at(actual),
+        ulps=float(abs_err[worst] / ulp(expected[worst], dtype)) if worst is not None and finite[worst] else None,
+        mismatches=int(over.sum()),
+        total=int(expected.size),
+        nan_mismatches=int(nan_diff.sum()),
+        inf_mismatches=int(inf_diff.sum()),
+        scale=scale,
+    )

@@ -1,0 +1,240 @@
+"""Failing-case records, the per-run summary, and the pytest plugin that gathers them.
+
+Each failing case writes `<report-dir>/failures/<case-id>.json` and `.npz` (the exact inputs). Every parity case
+appends one line to its worker's own `<report-dir>/.results/<worker>.jsonl` (workers never share a file); the
+controlling process merges those into `summary.md` at the end of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from parity_tests.harness import devices
+from parity_tests.harness.cases import CaseData
+from parity_tests.harness.check import CaseResult, StageResult
+
+
+def versions(device: str) -> dict[str, str]:
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device_name": devices.name(device),
+    }
+
+
+def repro_command(record: Path) -> str:
+    return f"python -m parity_tests.repro {shlex.quote(str(record))}"
+
+
+def cause(stage: StageResult) -> str:
+    v = stage.verdict
+    if stage.status == "fixed":
+        return f"registered deviation {stage.deviation.id} not reproduced"
+    if v.problem:
+        return v.problem.split(":")[0]
+    if v.nan_mismatches:
+        return "NaN pattern differs"
+    if v.inf_mismatches:
+        return "inf pattern differs"
+    return "over tolerance"
+
+
+def write_record(result: CaseResult, impl: str, report_dir: Path) -> Path:
+    """The JSON record and the npz of inputs of a failing case; returns the JSON's path."""
+    case = result.case
+    failures = result.failures
+    first = failures[0]
+    folder = report_dir / "failures"
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, npz_path = folder / f"{case.id}.json", folder / f"{case.id}.npz"
+    np.savez(npz_path, **result.data.arrays)
+    v = first.verdict
+    record = {
+        "case_id": case.id,
+        **case.to_json(),
+        "stage": v.stage,
+        "cause": cause(first),
+        "max_abs_error": v.max_abs_error,
+        "max_rel_error": v.max_rel_error,
+        "error_eps": v.error,
+        "ulps": v.ulps,
+        "worst_index": v.worst_index,
+        "expected": v.expected,
+        "actual": v.actual,
+        "mismatches": v.mismatches,
+        "total": v.total,
+        "nan_mismatches": v.nan_mismatches,
+        "inf_mismatches": v.inf_mismatches,
+        "scale": v.scale,
+        "problem": v.problem,
+        "tolerance": {"eps": v.tolerance, "source": first.tolerance.source, "evidence": first.tolerance.evidence},
+        "deviation": first.deviation.id if first.deviation else None,
+        "stages": [{**s.verdict.to_json(), "status": s.status} for s in result.stages],
+        "keywords": result.data.keywords,
+        "impl": impl,
+        "versions": versions(case.device),
+        "inputs_file": npz_path.name,
+        "repro": repro_command(json_path),
+    }
+    json_path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+    return json_path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a record")
+
+
+def load_record(path: Path) -> tuple[dict[str, Any], CaseData]:
+    """A record and the exact inputs it was written with."""
+    from parity_tests.harness.cases import Case
+
+    record = json.loads(path.read_text())
+    with np.load(path.parent / record["inputs_file"]) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return record, CaseData(Case.from_json(record), arrays, record["keywords"])
+
+
+def failure_message(result: CaseResult, record: Path) -> str:
+    case = result.case
+    lines = [f"{case.loss} {case.opts} shape={list(case.shape)} regime={case.regime} "
+             f"dtype={case.dtype} device={case.device}"]
+    for stage in result.failures:
+        lines.append("  " + stage.verdict.describe() + f" [tolerance from {stage.tolerance.source}]")
+        if stage.status == "fixed":
+            lines.append(f"  registered deviation {stage.deviation.id} did not reproduce: if torch is fixed, "
+                         "narrow or remove it in deviations.toml")
+    lines.append(f"  replay: {repro_command(record)}")
+    return "\n".join(lines)
+
+
+def summary_row(result: CaseResult) -> dict[str, Any]:
+    case = result.case
+    return {
+        "case_id": case.id,
+        "loss": case.loss,
+        "dtype": case.dtype,
+        "device": case.device,
+        "stages": [
+            {"stage": s.verdict.stage, "status": s.status, "error": s.verdict.error, "tolerance": s.verdict.tolerance,
+             "cause": cause(s) if s.status != "pass" else None,
+             "deviation": s.deviation.id if s.deviation else None}
+            for s in result.stages
+        ],
+    }
+
+
+class ReportPlugin:
+    """Gathers parity results per worker and writes the run's summary on the controlling process."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.dir = Path(config.getoption("--report-dir"))
+        self.worker = getattr(config, "workerinput", {}).get("workerid")
+        self.rows_file = self.dir / ".results" / f"{self.worker or 'main'}.jsonl"
+        self.header: dict[str, Any] = {}
+
+    def clear(self) -> None:
+        """Forget the previous run's records (controller only, before any worker starts)."""
+        for sub in ("failures", ".results"):
+            folder = self.dir / sub
+            if folder.is_dir():
+                for f in folder.iterdir():
+                    f.unlink()
+
+    def add(self, result: CaseResult) -> None:
+        self.rows_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.rows_file, "a") as f:
+            f.write(json.dumps(summary_row(result), default=_jsonable) + "\n")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.worker is not None:
+            return
+        rows = []
+        for path in sorted((self.dir / ".results").glob("*.jsonl")):
+            rows += [json.loads(line) for line in path.read_text().splitlines() if line]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        markdown = render_summary(rows, self.header)
+        (self.dir / "summary.md").write_text(markdown)
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if step_summary:
+            with open(step_summary, "a") as f:
+                f.write(markdown)
+
+
+def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
+    counts = defaultdict(int)
+    worst: dict[tuple[str, str, str], tuple[float, float]] = {}
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    deviations: dict[str, int] = defaultdict(int)
+    for row in rows:
+        statuses = [s["status"] for s in row["stages"]]
+        outcome = "failed" if {"fail", "fixed"} & set(statuses) else "deviation" if "deviation" in statuses \
+            else "passed"
+        counts[outcome] += 1
+        for s in row["stages"]:
+            if s["status"] in ("fail", "fixed"):
+                groups[(row["loss"], s["cause"])].append(f"{row['case_id']} ({s['stage']})")
+            if s["deviation"]:
+                deviations[s["deviation"]] += s["status"] == "deviation"
+                continue
+            key = (row["loss"], row["dtype"], row["device"])
+            headroom = s["error"] / s["tolerance"] if s["tolerance"] else float(s["error"] > 0)
+            if key not in worst or headroom > worst[key][0]:
+                worst[key] = (headroom, s["error"])
+    out = ["# Parity summary", ""]
+    out += [f"- {k}: {v}" for k, v in header.items()]
+    out += [f"- cases: {len(rows)}; passed {counts['passed']}, failed {counts['failed']}, "
+            f"expected deviations {counts['deviation']}", ""]
+    out += ["## Failures by loss and cause", ""]
+    if not groups:
+        out.append("None.")
+    for (loss, why), ids in sorted(groups.items()):
+        out.append(f"### {loss}: {why} ({len(ids)})")
+        out += [f"- `{i}`" for i in ids[:20]]
+        if len(ids) > 20:
+            out.append(f"- ... and {len(ids) - 20} more (records under `failures/`)")
+        out.append("")
+    out += ["", "## Parity matrix", "",
+            "Worst error / tolerance over the stages of every case (headroom: above 1 fails); the worst error in "
+            "eps of the dtype in brackets. Registered deviations are left out here.", ""]
+    dtypes = sorted({k[1] for k in worst}, key=["float64", "float32", "float16", "bfloat16"].index)
+    cols = [(dt, dev) for dev in sorted({k[2] for k in worst}) for dt in dtypes]
+    out.append("| loss | " + " | ".join(f"{dt} {dev}" for dt, dev in cols) + " |")
+    out.append("|---|" + "---|" * len(cols))
+    for loss in sorted({k[0] for k in worst}):
+        cells = []
+        for dt, dev in cols:
+            h = worst.get((loss, dt, dev))
+            cells.append("-" if h is None else f"{h[0]:.2f} ({h[1]:.2g})")
+        out.append(f"| {loss} | " + " | ".join(cells) + " |")
+    out += ["", "## Registered deviations seen", ""]
+    out += [f"- `{d}`: {n} cases" for d, n in sorted(deviations.items())] or ["None."]
+    return "\n".join(out) + "\n"
+
+
+def run_header(config: pytest.Config, run: list[str], absent: list[str]) -> dict[str, Any]:
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "implementation": config.getoption("--impl"),
+        "profile": config.getoption("--profile"),
+        "devices": ", ".join(run) + (f" (absent here: {', '.join(absent)})" if absent else ""),
+        "versions": f"torch {torch.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}",
+    }

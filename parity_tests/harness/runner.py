@@ -1,0 +1,59 @@
+"""Run one case on both sides: torch in the case's dtype and device, the implementation under test in float64."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+import torch
+
+from parity_tests.harness.cases import CaseData
+from parity_tests.harness.dtypes import TORCH_DTYPES
+
+STAGES = ("loss", "grad_input", "grad_target")
+Outputs = dict[str, np.ndarray | None]  # stage -> float64 array (None: the stage does not exist)
+
+
+def _to_numpy(tensor: torch.Tensor | None) -> np.ndarray | None:
+    return None if tensor is None else tensor.detach().to("cpu", torch.float64).numpy()
+
+
+def run_torch(data: CaseData, device: str | None = None) -> Outputs:
+    """torch's forward, then autograd.grad with the case's grad_output."""
+    case = data.case
+    dtype = TORCH_DTYPES[case.dtype]
+    device = device or case.device
+
+    def tensor(name: str) -> torch.Tensor:
+        array = data.arrays[name]
+        return torch.from_numpy(array).to(device, dtype if array.dtype.kind == "f" else None)
+
+    input_ = tensor("input").requires_grad_()
+    target = tensor("target")
+    wrt = [input_]
+    if case.spec.target_is_differentiable(case.opts):
+        wrt.append(target.requires_grad_())
+    extras = {name: tensor(name) for name in ("weight", "pos_weight") if name in data.arrays}
+    loss = case.spec.torch_fn(input_, target, **extras, **data.keywords)
+    grads = torch.autograd.grad(loss, wrt, grad_outputs=tensor("grad_output"))
+    return {
+        "loss": _to_numpy(loss),
+        "grad_input": _to_numpy(grads[0]),
+        "grad_target": _to_numpy(grads[1]) if len(grads) > 1 else None,
+    }
+
+
+def run_impl(data: CaseData, impl: ModuleType) -> Outputs:
+    """The implementation's forward and `<loss>_backward`, fed the same rounded values."""
+    name = data.case.loss
+    arrays = data.impl_arrays()
+    extras = {k: arrays[k] for k in ("weight", "pos_weight") if k in arrays}
+    loss = getattr(impl, name)(arrays["input"], arrays["target"], **extras, **data.keywords)
+    grad_input, grad_target = getattr(impl, f"{name}_backward")(
+        arrays["grad_output"], arrays["input"], arrays["target"], **extras, **data.keywords
+    )
+
+    def as_float64(x: object) -> np.ndarray | None:
+        return None if x is None else np.asarray(x, dtype=np.float64)
+
+    return {"loss": as_float64(loss), "grad_input": as_float64(grad_input), "grad_target": as_float64(grad_target)}

@@ -1,0 +1,208 @@
+"""One LossSpec per loss: the torch callable, the option space, how inputs are drawn, what is differentiable.
+
+Tests are generic over `SPECS` (like torch's OpInfo): adding a loss means one reference file and one entry here.
+Inputs are drawn in float64; `cases.py` rounds them to the case's dtype for both sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch.nn.functional as F
+
+Shape = tuple[int, ...]
+# The float64 arrays of one case: input, target, and optionally weight, pos_weight.
+Arrays = dict[str, np.ndarray]
+ALL_DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: str  # the functional's name, in torch.nn.functional and in the implementation under test
+    torch_fn: Callable[..., Any]
+    # Option axes. "target" is the target kind; "weight"/"pos_weight" name a shape kind (None: absent);
+    # the others are keyword arguments passed as they are.
+    options: Mapping[str, tuple[Any, ...]]
+    shapes: tuple[Shape, ...]  # quick profile
+    extra_shapes: tuple[Shape, ...]  # added by the full profile
+    regimes: tuple[str, ...]  # value regimes; the first is the ordinary one
+    sample: Callable[[np.random.Generator, Shape, Mapping[str, Any], str], Arrays]
+    target_is_differentiable: Callable[[Mapping[str, Any]], bool]
+    dtypes: Mapping[str, tuple[str, ...]]  # device type -> supported dtypes
+
+    def valid(self, options: Mapping[str, Any], shape: Shape, regime: str) -> bool:
+        """Whether torch accepts this combination (invalid ones belong to test_errors.py)."""
+        if options.get("target") == "prob" and options.get("ignore_index", -100) >= 0:
+            return False  # torch: ignore_index is not supported for floating point targets
+        if regime == "all-ignored" and options.get("target") != "index":
+            return False
+        return not (options.get("pos_weight") and len(shape) < 2)
+
+
+def _class_dim(shape: Shape) -> int:
+    return 0 if len(shape) == 1 else 1
+
+
+def _logits(rng: np.random.Generator, shape: Shape, regime: str) -> np.ndarray:
+    # "large": |logits| in the hundreds to thousands, where a naive exp overflows and softmax saturates.
+    scale = 1e3 if regime == "large" else 2.0
+    return rng.normal(0.0, scale, shape)
+
+
+def _log_softmax(x: np.ndarray, dim: int) -> np.ndarray:
+    shifted = x - x.max(axis=dim, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+
+
+def _class_targets(rng: np.random.Generator, shape: Shape, options: Mapping[str, Any], regime: str) -> Arrays:
+    dim = _class_dim(shape)
+    n_classes = shape[dim]
+    target_shape = shape[:dim] + shape[dim + 1 :]
+    ignore_index = options.get("ignore_index", -100)
+    if options.get("target") == "prob":
+        target = np.exp(_log_softmax(rng.normal(0.0, 1.0, shape), dim))
+    else:
+        target = rng.integers(0, max(n_classes, 1), target_shape).astype(np.int64)
+        if regime == "all-ignored":
+            target[...] = ignore_index
+        elif ignore_index < 0:  # a quarter of the positions ignored (ignore_index >= 0 ignores its class)
+            target[rng.random(target_shape) < 0.25] = ignore_index
+    arrays = {"target": target}
+    if options.get("weight"):
+        arrays["weight"] = rng.uniform(0.5, 2.0, (n_classes,))
+    return arrays
+
+
+def _sample_cross_entropy(rng, shape, options, regime) -> Arrays:
+    return {"input": _logits(rng, shape, regime), **_class_targets(rng, shape, options, regime)}
+
+
+def _sample_nll_loss(rng, shape, options, regime) -> Arrays:
+    # NLLLoss expects log-probabilities: draw logits and normalise them in float64.
+    log_probs = _log_softmax(_logits(rng, shape, regime), _class_dim(shape))
+    return {"input": log_probs, **_class_targets(rng, shape, options, regime)}
+
+
+def _broadcast_shape(shape: Shape, kind: str | None) -> Shape | None:
+    """weight / pos_weight shapes: 'elementwise' (the input's), 'broadcast' (per class along dim 1 for rank >= 2,
+    as (C,) for 2-D or (C, 1, 1) for 4-D: torch aligns trailing dimensions), None (absent)."""
+    if kind is None:
+        return None
+    if kind == "elementwise" or len(shape) < 2:
+        return shape
+    return (shape[1],) + (1,) * (len(shape) - 2)
+
+
+def _binary_targets(rng: np.random.Generator, shape: Shape, options: Mapping[str, Any]) -> np.ndarray:
+    if options.get("target") == "binary":
+        return rng.integers(0, 2, shape).astype(np.float64)
+    return rng.uniform(0.0, 1.0, shape)
+
+
+def _extras(rng: np.random.Generator, shape: Shape, options: Mapping[str, Any]) -> Arrays:
+    arrays = {}
+    for name in ("weight", "pos_weight"):
+        extra_shape = _broadcast_shape(shape, options.get(name))
+        if extra_shape is not None:
+            arrays[name] = rng.uniform(0.25, 3.0, extra_shape)
+    return arrays
+
+
+# Probabilities at and next to the ends of [0, 1], where BCE's log clamp and its backward's floor act.
+_EDGE_PROBABILITIES = np.array([0.0, 1.0, 1e-12, 1e-6, 1e-3, 0.5, 1 - 1e-3, 1 - 1e-6, 1 - 1e-12])
+
+
+def _sample_binary_cross_entropy(rng, shape, options, regime) -> Arrays:
+    if regime == "saturated":
+        probs = rng.choice(_EDGE_PROBABILITIES, shape)
+    else:
+        probs = 1.0 / (1.0 + np.exp(-rng.normal(0.0, 2.0, shape)))
+    return {"input": probs, "target": _binary_targets(rng, shape, options), **_extras(rng, shape, options)}
+
+
+def _sample_binary_cross_entropy_with_logits(rng, shape, options, regime) -> Arrays:
+    # "large": |logits| up to a few hundred, where sigmoid rounds to 0 or 1 in every dtype.
+    scale = 100.0 if regime == "large" else 2.0
+    logits = rng.normal(0.0, scale, shape)
+    return {"input": logits, "target": _binary_targets(rng, shape, options), **_extras(rng, shape, options)}
+
+
+REDUCTIONS = ("none", "mean", "sum")
+_CLASS_SHAPES = ((5,), (8, 5), (2, 3, 4, 5), (3, 423), (4, 1), (0, 5), (4096, 3))
+_CLASS_EXTRA = ((1, 1), (2, 7, 3), (2, 3, 2, 2, 2), (2, 4, 0, 3), (64, 1000), (1, 21, 32, 32), (70000, 2))
+_BINARY_SHAPES = ((7,), (8, 5), (2, 3, 4, 5), (3, 423), (0, 5), (4096, 3))
+_BINARY_EXTRA = ((1,), (2, 7, 3), (2, 4, 0, 3), (64, 1000), (1, 21, 32, 32), (70000, 2))
+CPU_DTYPES = {"cpu": ALL_DTYPES, "cuda": ALL_DTYPES, "mps": ("float32", "float16", "bfloat16")}
+
+SPECS: dict[str, LossSpec] = {
+    spec.name: spec
+    for spec in (
+        LossSpec(
+            name="cross_entropy",
+            torch_fn=F.cross_entropy,
+            options={
+                "target": ("index", "prob"),
+                "weight": (None, "class"),
+                "ignore_index": (-100, 1),
+                "reduction": REDUCTIONS,
+                "label_smoothing": (0.0, 0.1, 1.0),
+            },
+            shapes=_CLASS_SHAPES,
+            extra_shapes=_CLASS_EXTRA,
+            regimes=("normal", "large", "all-ignored"),
+            sample=_sample_cross_entropy,
+            target_is_differentiable=lambda options: options["target"] == "prob",
+            dtypes=CPU_DTYPES,
+        ),
+        LossSpec(
+            name="nll_loss",
+            torch_fn=F.nll_loss,
+            options={
+                "target": ("index",),
+                "weight": (None, "class"),
+                "ignore_index": (-100, 1),
+                "reduction": REDUCTIONS,
+            },
+            shapes=_CLASS_SHAPES,
+            extra_shapes=_CLASS_EXTRA,
+            regimes=("normal", "large", "all-ignored"),
+            sample=_sample_nll_loss,
+            target_is_differentiable=lambda options: False,
+            dtypes=CPU_DTYPES,
+        ),
+        LossSpec(
+            name="binary_cross_entropy",
+            torch_fn=F.binary_cross_entropy,
+            options={
+                "target": ("soft", "binary"),
+                "weight": (None, "elementwise", "broadcast"),
+                "reduction": REDUCTIONS,
+            },
+            shapes=_BINARY_SHAPES,
+            extra_shapes=_BINARY_EXTRA,
+            regimes=("normal", "saturated"),
+            sample=_sample_binary_cross_entropy,
+            target_is_differentiable=lambda options: True,
+            dtypes=CPU_DTYPES,
+        ),
+        LossSpec(
+            name="binary_cross_entropy_with_logits",
+            torch_fn=F.binary_cross_entropy_with_logits,
+            options={
+                "target": ("soft", "binary"),
+                "weight": (None, "elementwise", "broadcast"),
+                "pos_weight": (None, "broadcast"),
+                "reduction": REDUCTIONS,
+            },
+            shapes=_BINARY_SHAPES,
+            extra_shapes=_BINARY_EXTRA,
+            regimes=("normal", "large"),
+            sample=_sample_binary_cross_entropy_with_logits,
+            target_is_differentiable=lambda options: True,
+            dtypes=CPU_DTYPES,
+        ),
+    )
+}

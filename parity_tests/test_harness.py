@@ -1,0 +1,208 @@
+"""Meta-tests: the harness catches faults planted in an implementation, records them and replays them.
+
+A fault is planted in one stage of the reference; the unmodified reference passing the same cases is shown by
+test_parity.py itself. Each planted fault must fail the case at the planted stage (and index, where it is one
+element), write a complete record, and replay from that record alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import reference
+from parity_tests import repro
+from parity_tests.harness.cases import Case, build
+from parity_tests.harness.check import check
+from parity_tests.harness.dtypes import eps
+from parity_tests.harness.report import write_record
+from parity_tests.harness.specs import SPECS
+
+ROOT = Path(__file__).resolve().parent.parent
+Transform = Callable[[np.ndarray], np.ndarray]
+STAGE_INDEX = {"grad_input": 0, "grad_target": 1}
+
+
+def planted(loss: str, stage: str, transform: Transform, **forced_options) -> SimpleNamespace:
+    """The reference with `transform` applied to one stage of one loss (and options overridden, if given)."""
+    impl = SimpleNamespace(**{name: getattr(reference, name) for name in reference.__all__})
+    forward, backward = getattr(reference, loss), getattr(reference, f"{loss}_backward")
+
+    def faulty_forward(*args, **kwargs):
+        out = forward(*args, **{**kwargs, **forced_options})
+        return transform(np.array(out, dtype=np.float64)) if stage == "loss" else out
+
+    def faulty_backward(*args, **kwargs):
+        grads = list(backward(*args, **{**kwargs, **forced_options}))
+        if stage in STAGE_INDEX:
+            grads[STAGE_INDEX[stage]] = transform(np.array(grads[STAGE_INDEX[stage]], dtype=np.float64))
+        return tuple(grads)
+
+    setattr(impl, loss, faulty_forward)
+    setattr(impl, f"{loss}_backward", faulty_backward)
+    return impl
+
+
+def case(loss: str, dtype: str, shape=(8, 5), regime: str = "normal", **options) -> Case:
+    spec = SPECS[loss]
+    defaults = {name: values[0] for name, values in spec.options.items()}
+    return Case(loss, tuple(sorted({**defaults, **options}.items())), shape, regime, dtype, "cpu")
+
+
+def scale_by(factor: float) -> Transform:
+    return lambda a: a * factor
+
+
+def at_largest(change: Callable[[float], float]) -> Transform:
+    def transform(a: np.ndarray) -> np.ndarray:
+        a = a.copy()
+        i = np.unravel_index(np.argmax(np.abs(a)), a.shape)
+        a[i] = change(a[i])
+        return a
+
+    return transform
+
+
+def largest_index(a: np.ndarray) -> list[int]:
+    return [int(i) for i in np.unravel_index(np.argmax(np.abs(a)), a.shape)]
+
+
+STAGE_CASES = [  # (loss, stage, target kind): every stage of every loss
+    ("cross_entropy", "loss", "index"),
+    ("cross_entropy", "grad_input", "index"),
+    ("cross_entropy", "grad_target", "prob"),
+    ("nll_loss", "loss", "index"),
+    ("nll_loss", "grad_input", "index"),
+    ("binary_cross_entropy", "loss", "soft"),
+    ("binary_cross_entropy", "grad_input", "soft"),
+    ("binary_cross_entropy", "grad_target", "soft"),
+    ("binary_cross_entropy_with_logits", "loss", "soft"),
+    ("binary_cross_entropy_with_logits", "grad_input", "soft"),
+    ("binary_cross_entropy_with_logits", "grad_target", "soft"),
+]
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("loss", "stage", "target"), STAGE_CASES, ids=["-".join(c) for c in STAGE_CASES])
+def test_a_relative_error_of_16_eps_is_caught(loss, stage, target, dtype):
+    for reduction in ("none", "mean", "sum"):
+        c = case(loss, dtype, target=target, reduction=reduction)
+        assert not check(build(c), reference).failures, f"the unmodified reference must pass {c.id}"
+        result = check(build(c), planted(loss, stage, scale_by(1 + 16 * eps(dtype))))
+        assert [s.verdict.stage for s in result.failures] == [stage], c.id
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_relative_error_within_tolerance_passes(dtype):
+    # The other side of sensitivity: an error far below the tolerance is not a false failure.
+    c = case("cross_entropy", dtype, reduction="sum")
+    assert not check(build(c), planted("cross_entropy", "grad_input", scale_by(1 + eps(dtype) / 4))).failures
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize(
+    ("fault", "transform", "cause"),
+    [
+        ("nan", at_largest(lambda v: np.nan), "NaN pattern differs"),
+        ("sign", at_largest(lambda v: -v), "over tolerance"),
+        ("inf", at_largest(lambda v: np.inf), "inf pattern differs"),
+    ],
+)
+def test_one_wrong_gradient_entry_is_caught_at_its_index(dtype, fault, transform, cause, tmp_path):
+    c = case("binary_cross_entropy_with_logits", dtype, reduction="mean")
+    data = build(c)
+    expected_index = largest_index(reference.binary_cross_entropy_with_logits_backward(
+        data.impl_arrays()["grad_output"], data.impl_arrays()["input"], data.impl_arrays()["target"],
+        reduction="mean")[0])
+    impl = planted(c.loss, "grad_input", transform)
+    result = check(data, impl)
+    (failure,) = result.failures
+    assert failure.verdict.stage == "grad_input"
+    assert list(failure.verdict.worst_index) == expected_index
+    record = json.loads(write_record(result, "planted", tmp_path).read_text())
+    assert record["cause"] == cause
+    assert record["worst_index"] == expected_index
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16"])
+def test_a_wrong_mean_denominator_is_caught(dtype):
+    # The fault: divide the weighted sum by the number of targets instead of the sum of their weights.
+    c = case("nll_loss", dtype, weight="class", reduction="mean")
+    data = build(c)
+    arrays = data.impl_arrays()
+    n_kept = np.sum(arrays["target"] != -100)
+    weight_sum = arrays["weight"].astype(np.float64)[arrays["target"][arrays["target"] != -100]].sum()
+    result = check(data, planted("nll_loss", "loss", scale_by(weight_sum / n_kept)))
+    assert [s.verdict.stage for s in result.failures] == ["loss"]
+
+
+def test_a_mishandled_ignore_index_is_caught():
+    # The fault: ignore_index forgotten (treated as the default -100 while the case ignores class 1).
+    c = case("cross_entropy", "float32", ignore_index=1, reduction="mean")
+    result = check(build(c), planted("cross_entropy", "none", lambda a: a, ignore_index=-100))
+    assert {s.verdict.stage for s in result.failures} == {"loss", "grad_input"}
+
+
+def test_a_raising_implementation_fails_every_stage():
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("planted")
+
+    impl = SimpleNamespace(binary_cross_entropy=broken, binary_cross_entropy_backward=broken)
+    result = check(build(case("binary_cross_entropy", "float32")), impl)
+    assert [s.verdict.stage for s in result.failures] == ["loss", "grad_input", "grad_target"]
+    assert "ZeroDivisionError: planted" in result.failures[0].verdict.problem
+
+
+FAULT_MODULE = '''
+"""A fault planted from outside: the reference with grad_input of cross_entropy 16 float32 eps too large."""
+import numpy as np
+from reference import *  # noqa: F403
+import reference
+
+def cross_entropy_backward(*args, **kwargs):
+    grad_input, grad_target = reference.cross_entropy_backward(*args, **kwargs)
+    return grad_input * (1 + 16 * float(np.finfo(np.float32).eps)), grad_target
+'''
+
+
+def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(tmp_path):
+    (tmp_path / "planted_fault.py").write_text(FAULT_MODULE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    reports = tmp_path / "reports"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "parity_tests" / "test_parity.py"), "-q", "-p",
+         "no:cacheprovider", "--impl", "planted_fault", "--dtype", "float32", "--report-dir", str(reports),
+         "-k", "cross_entropy and index and -mean-8x5-"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "replay: python -m parity_tests.repro" in run.stdout
+    records = sorted((reports / "failures").glob("*.json"))
+    assert records, run.stdout
+    record = json.loads(records[0].read_text())
+    assert record["stage"] == "grad_input"
+    assert record["impl"] == "planted_fault"
+    for key in ("case_id", "loss", "options", "dtype", "device", "max_abs_error", "max_rel_error", "worst_index",
+                "expected", "actual", "tolerance", "seed", "versions", "inputs_file", "repro", "mismatches",
+                "total", "ulps", "nan_mismatches", "inf_mismatches"):
+        assert key in record, key
+    assert (reports / record["inputs_file"]).exists() or (records[0].parent / record["inputs_file"]).exists()
+    summary = (reports / "summary.md").read_text()
+    assert "cross_entropy: over tolerance" in summary
+    assert (reports / "junit.xml").exists()
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert repro.main([str(records[0])]) == 1  # still failing with the planted fault
+        assert repro.main([str(records[0]), "--impl", "reference"]) == 0  # passes with the reference
+    finally:
+        sys.path.remove(str(tmp_path))

@@ -1,0 +1,63 @@
+"""Stable activations on float64 arrays: softmax, log_softmax, sigmoid, log_sigmoid."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def log_softmax(x: ArrayLike, dim: int = -1) -> np.ndarray:
+    """``log_softmax(x)_i = x_i - max(x) - log(sum_j exp(x_j - max(x)))`` along ``dim``.
+
+    Subtracting the max makes every exponent <= 0, so ``exp`` cannot overflow and the largest term is exactly 1
+    (the log-sum is then in [0, log C]). Like torch, a row that holds +inf or only -inf gives NaN.
+
+    >>> log_softmax(np.array([0.0, 0.0])).tolist() == [-np.log(2.0)] * 2
+    True
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[dim] == 0:
+        return x.copy()
+    out = x - np.max(x, axis=dim, keepdims=True)
+    out -= np.log(np.sum(np.exp(out), axis=dim, keepdims=True))
+    return out
+
+
+def softmax(x: ArrayLike, dim: int = -1) -> np.ndarray:
+    """``softmax(x)_i = exp(x_i - max(x)) / sum_j exp(x_j - max(x))`` along ``dim`` (max-subtracted).
+
+    >>> softmax(np.array([0.0, np.log(3.0)])).round(12).tolist()
+    [0.25, 0.75]
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[dim] == 0:
+        return x.copy()
+    out = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    out /= np.sum(out, axis=dim, keepdims=True)
+    return out
+
+
+def sigmoid(x: ArrayLike) -> np.ndarray:
+    """``sigmoid(x) = 1 / (1 + exp(-x))``, evaluated as ``e / (1 + e)`` with ``e = exp(-|x|)`` for x < 0.
+
+    ``exp(-|x|)`` is in (0, 1], so neither branch overflows, and for very negative x the result keeps its full
+    relative precision (``exp(x)`` rather than ``1 - something close to 1``).
+
+    >>> sigmoid(np.array([0.0, -800.0, 800.0])).tolist()
+    [0.5, 0.0, 1.0]
+    """
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+def log_sigmoid(x: ArrayLike) -> np.ndarray:
+    """``log_sigmoid(x) = log(sigmoid(x)) = -log(1 + exp(-x)) = -logaddexp(0, -x)``.
+
+    ``logaddexp`` computes ``max(a, b) + log1p(exp(-|a - b|))``: no overflow for x << 0 (gives ~x) and no
+    ``log(1 - tiny)`` rounding to 0 for x >> 0 (gives ~-exp(-x)). ``log(1 - sigmoid(x))`` is ``log_sigmoid(-x)``.
+
+    >>> bool(log_sigmoid(np.array(0.0)) == -np.log(2.0))
+    True
+    """
+    return -np.logaddexp(0.0, -np.asarray(x, dtype=np.float64))

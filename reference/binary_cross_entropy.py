@@ -1,0 +1,85 @@
+"""Binary cross-entropy on probabilities (torch.nn.functional.binary_cross_entropy): forward and backward."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._checks import check_broadcast, check_reduction, check_same_shape, check_unit_interval, floating
+from ._reduce import reduce_backward, reduce_loss
+
+# torch's conventions: the forward clamps each log at -100 (so x = 0, y = 1 costs 100, not inf); the backward
+# floors x (1 - x) at EPSILON instead and does not clamp (x = 0, y = 1 gives -1/EPSILON ~ -1e12). torch's
+# EPSILON is the float32 constant 1e-12f (9.9999998e-13), so float64 inputs see that value, not 1e-12.
+LOG_CLAMP = -100.0
+GRAD_EPS = float(np.float32(1e-12))
+
+
+def _checked(input, target, weight):
+    """torch's checks in torch's order; returns float64 (x, y, w) with w None or broadcastable to x."""
+    x, y = np.asarray(input), np.asarray(target)
+    check_same_shape(x, y)
+    w = None if weight is None else np.asarray(weight)
+    if w is not None:
+        check_broadcast("weight", w, x.shape)
+    if y.dtype != x.dtype:
+        raise RuntimeError(f"target: dtype {y.dtype} differs from the input's {x.dtype}; they must match")
+    floating("input", x)
+    check_unit_interval("input", x)
+    check_unit_interval("target", y)
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    return x, y, (None if w is None else w.astype(np.float64))
+
+
+def binary_cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> np.ndarray:
+    r""":math:`\ell = -w\,[y \max(\log x, -100) + (1 - y) \max(\log(1 - x), -100)]`, elementwise.
+
+    ``input`` x: probabilities in [0, 1]; ``target`` y: same shape and dtype, in [0, 1] (both checked, NaN
+    rejected, as torch does on CPU). ``weight`` broadcasts to the input's shape (it may not enlarge it). The log
+    clamp at -100 is torch's documented convention (finite loss at x in {0, 1}); ``log(1 - x)`` is computed as
+    ``log1p(-x)``. 'mean' divides by numel (weights are not in the denominator); empty -> NaN.
+
+    At x = 1/2 the loss is log 2 whatever y; x = 0 with y = 1 gives the clamp, 100.
+
+    >>> binary_cross_entropy(np.array([0.5, 0.0]), np.array([1.0, 1.0]), reduction="none").round(6).tolist()
+    [0.693147, 100.0]
+    """
+    reduction = check_reduction(reduction)
+    x, y, w = _checked(input, target, weight)
+    with np.errstate(divide="ignore"):  # log(0) = -inf, then clamped
+        loss = -(y * np.maximum(np.log(x), LOG_CLAMP) + (1.0 - y) * np.maximum(np.log1p(-x), LOG_CLAMP))
+    if w is not None:
+        loss *= w
+    return reduce_loss(loss, reduction)
+
+
+def binary_cross_entropy_backward(
+    grad_output: ArrayLike | float,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""VJP of :func:`binary_cross_entropy`: ``(grad_input, grad_target)``.
+
+    d/dx [-(y log x + (1 - y) log(1 - x))] = -y/x + (1 - y)/(1 - x) = (x - y) / (x (1 - x)); torch floors the
+    denominator at float32(1e-12) and ignores the forward's clamp. d/dy = -(log x - log(1 - x))
+    = -logit(x), unclamped (+-inf at x in {0, 1}). Both times w and grad_output (/ numel for 'mean').
+
+    >>> [a.tolist() for a in binary_cross_entropy_backward(1.0, np.array([0.5]), np.array([1.0]))]
+    [[-2.0], [-0.0]]
+    """
+    reduction = check_reduction(reduction)
+    x, y, w = _checked(input, target, weight)
+    g = reduce_backward(grad_output, reduction, x.shape)
+    if w is not None:
+        g = g * w
+    grad_input = g * (x - y) / np.maximum(x * (1.0 - x), GRAD_EPS)
+    with np.errstate(divide="ignore"):
+        grad_target = -g * (np.log(x) - np.log1p(-x))
+    return grad_input, grad_target
