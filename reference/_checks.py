@@ -55,10 +55,12 @@ def check_broadcast(name: str, value: np.ndarray, shape: tuple[int, ...]) -> Non
     try:
         out = np.broadcast_shapes(shape, value.shape)
     except ValueError:
-        raise RuntimeError(f"{name}: shape {value.shape} does not broadcast against the input's {shape}") from None
+        raise RuntimeError(
+            f"{name}: shape {value.shape} does not broadcast against the input's {shape}"
+        ) from None
     if out != shape:
         raise RuntimeError(
-            f"{name}: shape {value.shape} would broadcast the loss from {shape} to {out}; it must not enlarge it"
+            f"{name}: shape {value.shape} would enlarge the loss from {shape} to {out}; it must not"
         )
 
 
@@ -94,10 +96,10 @@ def class_targets(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Check class-index targets the way torch's ``nll_loss_nd`` does.
 
-    Returns ``(target, keep, weight)``: target as int64 of the loss's per-element shape (a (1,) target of a 1-D
-    input becomes 0-d, as torch does), ``keep = target != ignore_index``, weight as float64 (C,) or None.
-    ``weight_1d`` demands a 1-D weight at every rank (cross_entropy with label smoothing). ``backward``: torch's
-    backward kernel rejects the (1,) target of a 1-D input that its forward accepts.
+    Returns ``(target, keep, weight)``: target as int64 of the loss's per-element shape (a (1,) target of a
+    1-D input becomes 0-d, as torch does), ``keep = target != ignore_index``, weight as float64 (C,) or None.
+    ``weight_1d`` demands a 1-D weight at every rank (cross_entropy with label smoothing). ``backward``:
+    torch's backward kernels reject some targets their forward accepts.
     """
     if input.ndim < 1:
         raise ValueError("input: expected 1 or more dimensions (got 0)")
@@ -109,7 +111,9 @@ def class_targets(
             if t.shape[0] != 1:
                 raise ValueError(f"target: for a 1-D input, a 1-D target must have size 1, got {t.shape}")
             if backward:
-                raise RuntimeError("target: torch's backward rejects a (1,) target for a 1-D input; use a 0-d one")
+                raise RuntimeError(
+                    "target: torch's backward rejects a (1,) target for a 1-D input; use a 0-d one"
+                )
             t = t.reshape(())
     else:
         if t.ndim == 0:
@@ -119,7 +123,9 @@ def class_targets(
         if t.shape[0] != input.shape[0]:
             raise ValueError(f"target: batch size {t.shape[0]} does not match the input's {input.shape[0]}")
         if input.ndim == 2 and t.ndim != 1:
-            raise RuntimeError(f"target: 1-D target expected for a 2-D input (no multi-target), got {t.shape}")
+            raise RuntimeError(
+                f"target: 1-D target expected for a 2-D input (no multi-target), got {t.shape}"
+            )
         if input.ndim == 4 and t.ndim != 3:
             raise RuntimeError(f"target: 3-D target expected for a 4-D input, got {t.ndim}-D")
         if input.ndim >= 3 and t.shape[1:] != input.shape[2:]:

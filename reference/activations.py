@@ -9,8 +9,8 @@ from numpy.typing import ArrayLike
 def log_softmax(x: ArrayLike, dim: int = -1) -> np.ndarray:
     """``log_softmax(x)_i = x_i - max(x) - log(sum_j exp(x_j - max(x)))`` along ``dim``.
 
-    Subtracting the max makes every exponent <= 0, so ``exp`` cannot overflow and the largest term is exactly 1
-    (the log-sum is then in [0, log C]). Like torch, a row that holds +inf or only -inf gives NaN.
+    Subtracting the max makes every exponent <= 0, so ``exp`` cannot overflow and the largest term is exactly
+    1 (the log-sum is then in [0, log C]). Like torch, a row that holds +inf or only -inf gives NaN.
 
     >>> log_softmax(np.array([0.0, 0.0])).tolist() == [-np.log(2.0)] * 2
     True
@@ -55,7 +55,8 @@ def log_sigmoid(x: ArrayLike) -> np.ndarray:
     """``log_sigmoid(x) = log(sigmoid(x)) = -log(1 + exp(-x)) = -logaddexp(0, -x)``.
 
     ``logaddexp`` computes ``max(a, b) + log1p(exp(-|a - b|))``: no overflow for x << 0 (gives ~x) and no
-    ``log(1 - tiny)`` rounding to 0 for x >> 0 (gives ~-exp(-x)). ``log(1 - sigmoid(x))`` is ``log_sigmoid(-x)``.
+    ``log(1 - tiny)`` rounding to 0 for x >> 0 (gives ~-exp(-x)).
+    ``log(1 - sigmoid(x))`` is ``log_sigmoid(-x)``.
 
     >>> bool(log_sigmoid(np.array(0.0)) == -np.log(2.0))
     True

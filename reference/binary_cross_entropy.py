@@ -40,9 +40,9 @@ def binary_cross_entropy(
     r""":math:`\ell = -w\,[y \max(\log x, -100) + (1 - y) \max(\log(1 - x), -100)]`, elementwise.
 
     ``input`` x: probabilities in [0, 1]; ``target`` y: same shape and dtype, in [0, 1] (both checked, NaN
-    rejected, as torch does on CPU). ``weight`` broadcasts to the input's shape (it may not enlarge it). The log
-    clamp at -100 is torch's documented convention (finite loss at x in {0, 1}); ``log(1 - x)`` is computed as
-    ``log1p(-x)``. 'mean' divides by numel (weights are not in the denominator); empty -> NaN.
+    rejected, as torch does on CPU). ``weight`` broadcasts to the input's shape (it may not enlarge it). The
+    log clamp at -100 is torch's documented convention (finite loss at x in {0, 1}); ``log(1 - x)`` is
+    computed as ``log1p(-x)``. 'mean' divides by numel (weights are not in the denominator); empty -> NaN.
 
     At x = 1/2 the loss is log 2 whatever y; x = 0 with y = 1 gives the clamp, 100.
 

@@ -1,4 +1,4 @@
-"""Binary cross-entropy on logits (torch.nn.functional.binary_cross_entropy_with_logits): forward, backward."""
+"""Binary cross-entropy on logits (F.binary_cross_entropy_with_logits): forward and backward."""
 
 from __future__ import annotations
 
@@ -36,15 +36,17 @@ def binary_cross_entropy_with_logits(
 ) -> np.ndarray:
     r""":math:`\ell = -w\,[p\,y \log\sigma(x) + (1 - y) \log\sigma(-x)]`, elementwise.
 
-    ``input`` x: logits; ``target`` y: same shape, floating (not range-checked: y = 5 is accepted, as in torch).
-    ``weight`` and ``pos_weight`` (p, the weight of the positive term) broadcast against the input from the
-    right (pos_weight of shape (C, 1, 1) for an (N, C, H, W) input) and may not enlarge its shape. Both logs are
-    ``log_sigmoid`` (no overflow at |x| = 1000, no log(0)): equal to torch's ``(1 - y) x - (1 + (p - 1) y)
-    log_sigmoid(x)`` but without its cancellation for x << 0. 'mean' divides by numel; empty -> NaN.
+    ``input`` x: logits; ``target`` y: same shape, floating (not range-checked: y = 5 is accepted, as in
+    torch). ``weight`` and ``pos_weight`` (p, the weight of the positive term) broadcast against the input
+    from the right (pos_weight of shape (C, 1, 1) for an (N, C, H, W) input) and may not enlarge its shape.
+    Both logs are ``log_sigmoid`` (no overflow at |x| = 1000, no log(0)): equal to torch's
+    ``(1 - y) x - (1 + (p - 1) y) log_sigmoid(x)`` but without its cancellation where the loss is small.
+    'mean' divides by numel; empty -> NaN.
 
     At x = 0 both terms are log 2.
 
-    >>> bool(np.isclose(binary_cross_entropy_with_logits(np.zeros(3), np.array([0.0, 0.5, 1.0])), np.log(2.0)))
+    >>> loss = binary_cross_entropy_with_logits(np.zeros(3), np.array([0.0, 0.5, 1.0]))
+    >>> bool(np.isclose(loss, np.log(2.0)))
     True
     """
     reduction = check_reduction(reduction)
@@ -66,7 +68,8 @@ def binary_cross_entropy_with_logits_backward(
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""VJP of :func:`binary_cross_entropy_with_logits`: ``(grad_input, grad_target)``.
 
-    d/dx log sigma(x) = sigma(-x) and d/dx log sigma(-x) = -sigma(x), so d/dx = (1 - y) sigma(x) - p y sigma(-x)
+    d/dx log sigma(x) = sigma(-x) and d/dx log sigma(-x) = -sigma(x),
+    so d/dx = (1 - y) sigma(x) - p y sigma(-x)
     (= sigma(x) - y without pos_weight: the sigma' of the logistic cancels, as for softmax + CE). Written with
     sigma(-x) instead of torch's ``(p y + 1 - y) sigma(x) - p y`` to avoid 1 - sigma(x) cancelling for x >> 0.
     d/dy = log sigma(-x) - p log sigma(x) (= -x without pos_weight). Both times w and grad_output (/ numel).

@@ -34,7 +34,7 @@ def _class_view(weight: np.ndarray, ndim: int, class_dim: int) -> np.ndarray:
 
 
 def _check_rank(x: np.ndarray) -> None:
-    # torch takes log_softmax over dim 1 of a 0-d input before any nll check: an IndexError, not nll's ValueError
+    # torch takes log_softmax over dim 1 of a 0-d input before any nll check: IndexError, not nll's ValueError
     if x.ndim == 0:
         raise IndexError("input: expected 1 or more dimensions (got 0); there is no class dimension")
 
@@ -43,7 +43,9 @@ def _probability_target(x, target, weight, ignore_index, label_smoothing):
     """Checks of the probability-target path (target.shape == input.shape); returns (q, weight, eps)."""
     q = np.asarray(target)
     if q.dtype.kind != "f":
-        raise RuntimeError(f"target: class probabilities (target.shape == input.shape) must be floating, got {q.dtype}")
+        raise RuntimeError(
+            f"target: class probabilities (target.shape == input.shape) must be floating, got {q.dtype}"
+        )
     if ignore_index >= 0:
         raise RuntimeError(
             f"ignore_index: not supported with probability targets (got {ignore_index}); it must be negative"
@@ -73,9 +75,13 @@ def _index_target(x, target, weight, ignore_index, reduction, label_smoothing, b
     if eps > 0:
         # two torch quirks of the label-smoothing path, mirrored so that error parity holds:
         if x.ndim == 1 and np.ndim(target) == 1:
-            raise RuntimeError("target: a (1,) target of a 1-D input fails with label_smoothing > 0 (use a 0-d target)")
+            raise RuntimeError(
+                "target: a (1,) target of a 1-D input fails with label_smoothing > 0 (use a 0-d target)"
+            )
         if w is not None and reduction == "mean" and np.asarray(target).dtype == np.uint8 and keep.any():
-            raise RuntimeError("target: uint8 class indices with weight, label_smoothing > 0 and 'mean' (torch: int64)")
+            raise RuntimeError(
+                "target: uint8 class indices with weight, label_smoothing > 0 and 'mean' (torch: int64)"
+            )
     return t, keep, w, eps
 
 
@@ -93,8 +99,8 @@ def cross_entropy(
     ``target``, as torch decides:
 
     * same shape as the input -> class probabilities q (floating; ``ignore_index`` must be negative). With
-      label smoothing eps, ``q <- q (1 - eps) + eps / C``. 'mean' divides by numel / C (N d1 ... dk) whatever the
-      weights; 'none' has the input's shape without the class dim.
+      label smoothing eps, ``q <- q (1 - eps) + eps / C``. 'mean' divides by numel / C (N d1 ... dk) whatever
+      the weights; 'none' has the input's shape without the class dim.
     * otherwise class indices, = ``nll_loss(log_softmax(x), y, weight, ignore_index, reduction)``. With label
       smoothing: ``(1 - eps) * nll + eps / C * smooth``, where ``smooth_n = -sum_c w_c log p_{n,c}`` (0 where
       ignored) is reduced like nll, i.e. 'mean' divides by the sum of ``w[y_n]`` over kept elements.
@@ -142,8 +148,9 @@ def cross_entropy_backward(
     r"""VJP of :func:`cross_entropy`: ``(grad_input, grad_target)``.
 
     Probability targets: ``d/dx_j = g * (p_j * sum_c w_c q_c - w_j q_j)`` and, wrt the unsmoothed target,
-    ``d/dy_c = -g * (1 - eps) * w_c * log p_c``. Class indices (grad_target is None): with a = (1 - eps) w_y g and
-    b = eps / C * g (both 0 where ignored), ``d/dx_j = a (p_j - [j = y]) + b (p_j * sum_c w_c - w_j)``.
+    ``d/dy_c = -g * (1 - eps) * w_c * log p_c``. Class indices (grad_target is None): with
+    a = (1 - eps) w_y g and b = eps / C * g (both 0 where ignored),
+    ``d/dx_j = a (p_j - [j = y]) + b (p_j * sum_c w_c - w_j)``.
     g is grad_output, divided by the mean's denominator for 'mean'.
 
     >>> cross_entropy_backward(1.0, np.zeros((1, 2)), np.array([0]))[0].tolist()  # p - onehot
@@ -160,7 +167,9 @@ def cross_entropy_backward(
         with np.errstate(invalid="ignore"):  # inf * 0 = NaN, as in torch
             return _probability_backward(g, x, q, w, eps, class_dim)
 
-    t, keep, w, eps = _index_target(x, target, weight, ignore_index, reduction, label_smoothing, backward=True)
+    t, keep, w, eps = _index_target(
+        x, target, weight, ignore_index, reduction, label_smoothing, backward=True
+    )
     w_t = target_weights(w, t, keep)
     g = reduce_backward(grad_output, reduction, t.shape, w_t.sum())
     with np.errstate(invalid="ignore"):

@@ -25,8 +25,10 @@ def pick(a: np.ndarray, target: np.ndarray, keep: np.ndarray, class_dim: int) ->
     return np.take_along_axis(a, index, axis=class_dim).squeeze(class_dim)
 
 
-def add_at_target(a: np.ndarray, target: np.ndarray, keep: np.ndarray, values: np.ndarray, class_dim: int) -> None:
-    """In place: ``a[n, target[n], d...] += values[n, d...]`` where the target is kept (values there are 0)."""
+def add_at_target(
+    a: np.ndarray, target: np.ndarray, keep: np.ndarray, values: np.ndarray, class_dim: int
+) -> None:
+    """In place: ``a[n, target[n], d...] += values[n, d...]`` where the target is kept (else values are 0)."""
     if a.shape[class_dim] == 0:
         return
     index = np.expand_dims(np.where(keep, target, 0), class_dim)
@@ -35,7 +37,7 @@ def add_at_target(a: np.ndarray, target: np.ndarray, keep: np.ndarray, values: n
 
 
 def target_weights(weight: np.ndarray | None, target: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """``weight[target]`` (1 without a weight), 0 where ignored: the terms of torch's weighted-mean denominator."""
+    """``weight[target]`` (1 without a weight), 0 where ignored: the terms of the weighted mean's divisor."""
     if weight is None:
         return keep.astype(np.float64)
     if weight.size == 0:
@@ -52,11 +54,11 @@ def nll_loss(
 ) -> np.ndarray:
     r"""Negative log-likelihood of the target class: :math:`\ell_n = -w_{y_n} x_{n, y_n}`.
 
-    ``input`` holds log-probabilities, (C,), (N, C) or (N, C, d1, ..., dk); ``target`` class indices (int64, or
-    uint8 for inputs of rank <= 2), shape (), (N,) or (N, d1, ..., dk). Elements whose target equals
-    ``ignore_index`` (which may lie inside [0, C)) contribute 0 and are left out of the mean. 'mean' divides by
-    the sum of ``weight[y_n]`` over the kept elements (their count without a weight), as torch does: a mean over
-    nothing (all ignored, or empty) is NaN. 'none' returns the target's shape (a 1-D input gives a 0-d loss).
+    ``input`` holds log-probabilities, (C,), (N, C) or (N, C, d1, ..., dk); ``target`` class indices (int64,
+    or uint8 for inputs of rank <= 2), shape (), (N,) or (N, d1, ..., dk). Elements whose target equals
+    ``ignore_index`` (which may lie inside [0, C)) contribute 0 and are left out of the mean. 'mean' divides
+    by the sum of ``weight[y_n]`` over the kept elements (their count without a weight), as torch does: a mean
+    over nothing (all ignored, or empty) is NaN. 'none' returns the target's shape (0-d for a 1-D input).
 
     Two rows with probabilities (1/2, 1/2) and (1/4, 3/4), targets 0 and 1: -log(1/2) - log(3/4) = log(8/3).
 

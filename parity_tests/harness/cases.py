@@ -133,7 +133,7 @@ def _option_grid(spec: LossSpec) -> Iterator[dict[str, Any]]:
 
 def grid(profile: str, devices: list[str], dtypes: list[str] | None = None) -> Iterator[Case]:
     """Every case of a profile. quick: every option combination on the quick shapes in the ordinary regime,
-    and on two shapes in the other regimes. full: every combination, shape and regime, two seeds."""
+    and on a few of them in the other regimes. full: every combination, shape and regime, two seeds."""
     if profile not in PROFILES:
         raise ValueError(f"profile: {profile!r} is not one of {PROFILES}")
     for spec in SPECS.values():
@@ -146,7 +146,7 @@ def grid(profile: str, devices: list[str], dtypes: list[str] | None = None) -> I
                         if profile == "full":
                             shapes, seeds = spec.shapes + spec.extra_shapes, (0, 1)
                         else:
-                            shapes = spec.shapes if regime == spec.regimes[0] else spec.shapes[1:3]
+                            shapes = spec.shapes if regime == spec.regimes[0] else spec.regime_shapes
                             seeds = (0,)
                         for shape in shapes:
                             if not spec.valid(options, shape, regime):

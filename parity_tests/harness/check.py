@@ -19,10 +19,10 @@ class StageResult:
 
     @property
     def status(self) -> str:
-        """pass, fail (unexpected), deviation (a registered one, reproduced) or fixed (registered, not seen)."""
-        if self.deviation is None:
-            return "pass" if self.verdict.ok else "fail"
-        return "fixed" if self.verdict.ok else "deviation"
+        """pass; deviation (a mismatch that a registered deviation explains); or fail."""
+        if self.verdict.ok:
+            return "pass"
+        return "deviation" if self.deviation and self.deviation.explains(self.verdict) else "fail"
 
 
 @dataclass
@@ -36,8 +36,8 @@ class CaseResult:
 
     @property
     def failures(self) -> list[StageResult]:
-        """The stages that fail the test: unexpected mismatches, and registered deviations that did not show."""
-        return [s for s in self.stages if s.status in ("fail", "fixed")]
+        """The stages that fail the test: mismatches that no registered deviation explains."""
+        return [s for s in self.stages if s.status == "fail"]
 
 
 def check(data: CaseData, impl: ModuleType) -> CaseResult:
@@ -56,7 +56,9 @@ def check(data: CaseData, impl: ModuleType) -> CaseResult:
         if problem is not None and actual[stage] is None:
             continue
         tolerance = tolerance_for(case, stage)
-        verdict = compare(stage, expected[stage], actual[stage], case.dtype, tolerance.eps)
+        term_scale = case.spec.term_scales.get(stage)
+        verdict = compare(stage, expected[stage], actual[stage], case.dtype, tolerance.eps,
+                          term_scale(data.arrays, data.keywords) if term_scale else 0.0)
         if problem is not None:
             verdict.problem = problem
         stages.append(StageResult(verdict, tolerance, deviation_for(case, stage)))

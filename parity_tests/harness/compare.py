@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from parity_tests.harness.dtypes import eps, round_to, ulp
+from parity_tests.harness.dtypes import eps, round_to, smallest_subnormal, ulp
 
 
 @dataclass
@@ -23,7 +23,8 @@ class Verdict:
     dtype: str
     tolerance: float  # in eps of the dtype, relative to `scale`
     ok: bool
-    error: float  # worst |actual - expected| / (eps * scale): the number compared with `tolerance`
+    error: float  # worst |actual - expected| / (eps * scale), inf where the NaN/inf patterns differ
+    finite_error: float  # the same over the positions where both are finite
     max_abs_error: float
     max_rel_error: float  # worst elementwise |actual - expected| / |expected| over nonzero finite entries
     worst_index: tuple[int, ...] | None
@@ -34,6 +35,7 @@ class Verdict:
     total: int
     nan_mismatches: int
     inf_mismatches: int
+    spurious_nonfinite: int  # positions where torch has a NaN/inf that the truth has not
     scale: float
     problem: str | None = None  # a structural failure: missing stage, wrong shape
 
@@ -62,13 +64,14 @@ class Verdict:
 
 def _failure(stage: str, dtype: str, tolerance: float, problem: str, total: int = 0) -> Verdict:
     nan = float("nan")
-    return Verdict(stage, dtype, tolerance, False, float("inf"), nan, nan, None, None, None, None, total, total, 0,
-                   0, nan, problem)
+    return Verdict(stage, dtype, tolerance, False, float("inf"), nan, nan, nan, None, None, None, None, total,
+                   total, 0, 0, 0, nan, problem)
 
 
 def compare(stage: str, expected: np.ndarray | None, actual: np.ndarray | None, dtype: str,
-            tolerance: float) -> Verdict:
-    """Judge `actual` (torch, converted to float64) against `expected` (the float64 oracle)."""
+            tolerance: float, term_scale: float = 0.0) -> Verdict:
+    """Judge `actual` (torch, converted to float64) against `expected` (the float64 oracle). The scale is the
+    largest finite |expected|, or `term_scale` (the magnitude of the terms that torch combines) if larger."""
     if expected is None and actual is None:
         raise ValueError(f"stage {stage!r} exists on neither side")
     if expected is None or actual is None:
@@ -89,9 +92,9 @@ def compare(stage: str, expected: np.ndarray | None, actual: np.ndarray | None, 
 
     abs_err = np.abs(np.where(finite, actual, 0.0) - np.where(finite, expected, 0.0))
     finite_expected = np.abs(expected[np.isfinite(expected)])
-    scale = float(finite_expected.max()) if finite_expected.size and finite_expected.max() > 0 else 0.0
-    # All-zero expectations leave no scale: the unit becomes the dtype's smallest normal, i.e. exact zeros.
-    unit = eps(dtype) * (scale or float(np.finfo(np.float64).tiny))
+    scale = max(float(finite_expected.max(initial=0.0)), term_scale)
+    # The dtype cannot tell apart values closer than its smallest subnormal: a result below that underflows.
+    unit = max(eps(dtype) * scale, smallest_subnormal(dtype))
     scaled = abs_err / unit
     over = (scaled > tolerance) | nan_diff | inf_diff
     error = float("inf") if (nan_diff.any() or inf_diff.any()) else float(scaled.max(initial=0.0))
@@ -110,6 +113,7 @@ def compare(stage: str, expected: np.ndarray | None, actual: np.ndarray | None, 
         tolerance=tolerance,
         ok=not over.any(),
         error=error,
+        finite_error=float(scaled.max(initial=0.0)),
         max_abs_error=float(abs_err.max(initial=0.0)),
         max_rel_error=float(rel.max(initial=0.0)),
         worst_index=tuple(int(i) for i in worst) if worst is not None else None,
@@ -120,5 +124,6 @@ def compare(stage: str, expected: np.ndarray | None, actual: np.ndarray | None, 
         total=int(expected.size),
         nan_mismatches=int(nan_diff.sum()),
         inf_mismatches=int(inf_diff.sum()),
+        spurious_nonfinite=int((~np.isfinite(actual) & (nan_diff | inf_diff)).sum()),
         scale=scale,
     )

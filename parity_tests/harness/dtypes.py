@@ -30,6 +30,11 @@ def max_finite(dtype: str) -> float:
     return float(torch.finfo(TORCH_DTYPES[dtype]).max)
 
 
+def smallest_subnormal(dtype: str) -> float:
+    info = torch.finfo(TORCH_DTYPES[dtype])
+    return float(info.tiny * info.eps)
+
+
 def round_to(values: np.ndarray, dtype: str) -> np.ndarray:
     """The float64 values rounded (to nearest) to `dtype`, returned as float64."""
     return torch.from_numpy(np.asarray(values, dtype=np.float64)).to(TORCH_DTYPES[dtype]).double().numpy()

@@ -41,8 +41,6 @@ def repro_command(record: Path) -> str:
 
 def cause(stage: StageResult) -> str:
     v = stage.verdict
-    if stage.status == "fixed":
-        return f"registered deviation {stage.deviation.id} not reproduced"
     if v.problem:
         return v.problem.split(":")[0]
     if v.nan_mismatches:
@@ -117,9 +115,9 @@ def failure_message(result: CaseResult, record: Path) -> str:
              f"dtype={case.dtype} device={case.device}"]
     for stage in result.failures:
         lines.append("  " + stage.verdict.describe() + f" [tolerance from {stage.tolerance.source}]")
-        if stage.status == "fixed":
-            lines.append(f"  registered deviation {stage.deviation.id} did not reproduce: if torch is fixed, "
-                         "narrow or remove it in deviations.toml")
+        if stage.deviation:
+            lines.append(f"  (registered deviation {stage.deviation.id} selects this stage but does not explain "
+                         "this mismatch)")
     lines.append(f"  replay: {repro_command(record)}")
     return "\n".join(lines)
 
@@ -149,6 +147,7 @@ class ReportPlugin:
         self.worker = getattr(config, "workerinput", {}).get("workerid")
         self.rows_file = self.dir / ".results" / f"{self.worker or 'main'}.jsonl"
         self.header: dict[str, Any] = {}
+        self.unreproduced: list[str] = []
 
     def clear(self) -> None:
         """Forget the previous run's records (controller only, before any worker starts)."""
@@ -171,6 +170,9 @@ class ReportPlugin:
         for path in sorted((self.dir / ".results").glob("*.jsonl")):
             rows += [json.loads(line) for line in path.read_text().splitlines() if line]
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.unreproduced = unreproduced(rows)
+        if self.unreproduced:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         markdown = render_summary(rows, self.header)
         (self.dir / "summary.md").write_text(markdown)
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -179,21 +181,30 @@ class ReportPlugin:
                 f.write(markdown)
 
 
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.worker is None and self.dir.joinpath("summary.md").exists():
+            terminalreporter.write_line(f"loss-parity: summary in {self.dir / 'summary.md'}")
+        for d in self.unreproduced:
+            terminalreporter.write_line(
+                f"loss-parity: registered deviation {d} selected cases of this run but explained none: if torch "
+                "is fixed there, narrow or remove it in deviations.toml", red=True)
+
+
 def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     counts = defaultdict(int)
     worst: dict[tuple[str, str, str], tuple[float, float]] = {}
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-    deviations: dict[str, int] = defaultdict(int)
+    deviations: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # id -> [stages selected, reproduced]
     for row in rows:
         statuses = [s["status"] for s in row["stages"]]
-        outcome = "failed" if {"fail", "fixed"} & set(statuses) else "deviation" if "deviation" in statuses \
-            else "passed"
+        outcome = "failed" if "fail" in statuses else "deviation" if "deviation" in statuses else "passed"
         counts[outcome] += 1
         for s in row["stages"]:
-            if s["status"] in ("fail", "fixed"):
+            if s["status"] == "fail":
                 groups[(row["loss"], s["cause"])].append(f"{row['case_id']} ({s['stage']})")
             if s["deviation"]:
-                deviations[s["deviation"]] += s["status"] == "deviation"
+                deviations[s["deviation"]][0] += 1
+                deviations[s["deviation"]][1] += s["status"] == "deviation"
                 continue
             key = (row["loss"], row["dtype"], row["device"])
             headroom = s["error"] / s["tolerance"] if s["tolerance"] else float(s["error"] > 0)
@@ -225,9 +236,22 @@ def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
             h = worst.get((loss, dt, dev))
             cells.append("-" if h is None else f"{h[0]:.2f} ({h[1]:.2g})")
         out.append(f"| {loss} | " + " | ".join(cells) + " |")
-    out += ["", "## Registered deviations seen", ""]
-    out += [f"- `{d}`: {n} cases" for d, n in sorted(deviations.items())] or ["None."]
+    out += ["", "## Registered deviations", "",
+            "Stages each deviation selected in this run, and how many it explained (torch deviated there). A "
+            "deviation that explains none fails the run: torch may have been fixed.", ""]
+    out += [f"- `{d}`: reproduced in {n[1]} of {n[0]} selected stages" + ("" if n[1] else " **NOT REPRODUCED**")
+            for d, n in sorted(deviations.items())] or ["None selected."]
     return "\n".join(out) + "\n"
+
+
+def unreproduced(rows: list[dict[str, Any]]) -> list[str]:
+    """Deviations that selected stages in this run but explained none of them."""
+    seen: dict[str, bool] = {}
+    for row in rows:
+        for s in row["stages"]:
+            if s["deviation"]:
+                seen[s["deviation"]] = seen.get(s["deviation"], False) or s["status"] == "deviation"
+    return sorted(d for d, reproduced in seen.items() if not reproduced)
 
 
 def run_header(config: pytest.Config, run: list[str], absent: list[str]) -> dict[str, Any]:

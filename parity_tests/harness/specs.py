@@ -7,7 +7,7 @@ Inputs are drawn in float64; `cases.py` rounds them to the case's dtype for both
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,9 +29,14 @@ class LossSpec:
     shapes: tuple[Shape, ...]  # quick profile
     extra_shapes: tuple[Shape, ...]  # added by the full profile
     regimes: tuple[str, ...]  # value regimes; the first is the ordinary one
+    regime_shapes: tuple[Shape, ...]  # the quick profile's shapes for the other regimes
     sample: Callable[[np.random.Generator, Shape, Mapping[str, Any], str], Arrays]
     target_is_differentiable: Callable[[Mapping[str, Any]], bool]
     dtypes: Mapping[str, tuple[str, ...]]  # device type -> supported dtypes
+    # stage -> the magnitude of the terms torch combines for that stage, given the case's arrays and keyword
+    # options. Where the result is a small difference of large terms, torch's error is eps times the terms,
+    # not eps times the result; compare.py takes the larger of this and the result's own scale.
+    term_scales: Mapping[str, Callable[[Arrays, Mapping[str, Any]], float]] = field(default_factory=dict)
 
     def valid(self, options: Mapping[str, Any], shape: Shape, regime: str) -> bool:
         """Whether torch accepts this combination (invalid ones belong to test_errors.py)."""
@@ -130,6 +135,51 @@ def _sample_binary_cross_entropy_with_logits(rng, shape, options, regime) -> Arr
     return {"input": logits, "target": _binary_targets(rng, shape, options), **_extras(rng, shape, options)}
 
 
+def _softmax_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
+    """cross_entropy's grad_input is g * w * (p - q) / D: the largest term is |g| * max(w) / D. A confident
+    correct row (p_y -> 1) leaves p_y - 1 tiny while torch's error stays eps * |g| * w / D."""
+    x, target, g = arrays["input"], arrays["target"], arrays["grad_output"]
+    if x.size == 0:
+        return 0.0
+    n_classes = x.shape[_class_dim(x.shape)]
+    weight = arrays.get("weight", np.ones(n_classes))
+    denominator = 1.0
+    if keywords["reduction"] == "mean":
+        if target.dtype.kind == "f":
+            denominator = x.size / n_classes
+        else:
+            kept = target[target != keywords["ignore_index"]]
+            denominator = float(weight[kept].sum()) if kept.size else 0.0
+    return float(np.abs(g).max() * weight.max() / denominator) if denominator else 0.0
+
+
+def _elementwise_scale(magnitude: np.ndarray, arrays: Arrays, keywords: Mapping[str, Any], grad: bool) -> float:
+    """The scale of a stage made of elementwise terms of `magnitude`: for a gradient |g| * magnitude (/ numel
+    for mean), for a loss the magnitudes reduced like the loss. Infinite terms (log 0) are left to the exact
+    NaN/inf comparison."""
+    magnitude = np.where(np.isfinite(magnitude), magnitude, 0.0)
+    if magnitude.size == 0:
+        return 0.0
+    reduction = keywords["reduction"]
+    per_element = np.abs(arrays["grad_output"]) * magnitude if grad else magnitude
+    if reduction == "none" or grad:
+        return float(per_element.max() / (magnitude.size if grad and reduction == "mean" else 1))
+    return float(per_element.sum() / (magnitude.size if reduction == "mean" else 1))
+
+
+def _broadcast(arrays: Arrays, name: str) -> np.ndarray:
+    return np.broadcast_to(arrays.get(name, np.ones(())), arrays["input"].shape)
+
+
+def _logit_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
+    """binary_cross_entropy's grad_target is -g * w * (log x - log(1 - x)): near x = 1/2 a small difference of
+    two logs of magnitude ~0.7."""
+    x = arrays["input"]
+    with np.errstate(divide="ignore"):
+        magnitude = np.abs(_broadcast(arrays, "weight")) * (np.abs(np.log(x)) + np.abs(np.log1p(-x)))
+    return _elementwise_scale(magnitude, arrays, keywords, grad=True)
+
+
 REDUCTIONS = ("none", "mean", "sum")
 _CLASS_SHAPES = ((5,), (8, 5), (2, 3, 4, 5), (3, 423), (4, 1), (0, 5), (4096, 3))
 _CLASS_EXTRA = ((1, 1), (2, 7, 3), (2, 3, 2, 2, 2), (2, 4, 0, 3), (64, 1000), (1, 21, 32, 32), (70000, 2))
@@ -153,9 +203,11 @@ SPECS: dict[str, LossSpec] = {
             shapes=_CLASS_SHAPES,
             extra_shapes=_CLASS_EXTRA,
             regimes=("normal", "large", "all-ignored"),
+            regime_shapes=((8, 5), (2, 3, 4, 5), (3, 423), (4096, 3)),
             sample=_sample_cross_entropy,
             target_is_differentiable=lambda options: options["target"] == "prob",
             dtypes=CPU_DTYPES,
+            term_scales={"grad_input": _softmax_term_scale},
         ),
         LossSpec(
             name="nll_loss",
@@ -169,6 +221,7 @@ SPECS: dict[str, LossSpec] = {
             shapes=_CLASS_SHAPES,
             extra_shapes=_CLASS_EXTRA,
             regimes=("normal", "large", "all-ignored"),
+            regime_shapes=((8, 5), (2, 3, 4, 5), (3, 423), (4096, 3)),
             sample=_sample_nll_loss,
             target_is_differentiable=lambda options: False,
             dtypes=CPU_DTYPES,
@@ -183,10 +236,12 @@ SPECS: dict[str, LossSpec] = {
             },
             shapes=_BINARY_SHAPES,
             extra_shapes=_BINARY_EXTRA,
+            regime_shapes=((8, 5), (2, 3, 4, 5), (4096, 3)),
             regimes=("normal", "saturated"),
             sample=_sample_binary_cross_entropy,
             target_is_differentiable=lambda options: True,
             dtypes=CPU_DTYPES,
+            term_scales={"grad_target": _logit_term_scale},
         ),
         LossSpec(
             name="binary_cross_entropy_with_logits",
@@ -199,6 +254,7 @@ SPECS: dict[str, LossSpec] = {
             },
             shapes=_BINARY_SHAPES,
             extra_shapes=_BINARY_EXTRA,
+            regime_shapes=((8, 5), (2, 3, 4, 5), (4096, 3)),
             regimes=("normal", "large"),
             sample=_sample_binary_cross_entropy_with_logits,
             target_is_differentiable=lambda options: True,

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 
 from parity_tests.harness.cases import Case
+from parity_tests.harness.compare import Verdict
+from parity_tests.harness.compare import Verdict
 from parity_tests.harness.selectors import matches, specificity
 
 if sys.version_info >= (3, 11):
@@ -45,11 +47,23 @@ def tolerance_for(case: Case, stage: str) -> Tolerance:
 
 @dataclass(frozen=True)
 class Deviation:
+    """A known torch deviation. It explains a mismatch of a selected stage when torch's finite error stays within
+    `max_eps` (if given) and every NaN/inf difference is a NaN/inf of torch's that the truth has not (allowed
+    only with `nonfinite = true`). It is strict per run: a deviation that selects cases of a run but
+    explains none of them fails the run (torch may have been fixed)."""
+
     id: str
     what_torch_does: str
     true_value: str
     evidence: str
     entry: dict[str, Any]
+
+    def explains(self, verdict: Verdict) -> bool:
+        if verdict.problem or verdict.nan_mismatches + verdict.inf_mismatches > verdict.spurious_nonfinite:
+            return False
+        if verdict.spurious_nonfinite and not self.entry.get("nonfinite", False):
+            return False
+        return verdict.finite_error <= self.entry.get("max_eps", float("inf"))
 
 
 def deviations() -> list[Deviation]:
