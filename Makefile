@@ -12,6 +12,7 @@ REPORT_DIR ?= reports
 PROFILE ?= full
 PYTEST_ARGS ?=
 
+MAX_EXAMPLES ?= 10000
 .PHONY: test parity lint bench fuzz lessons clean
 
 $(VENV)/.ready: pyproject.toml
@@ -43,6 +44,14 @@ lint: $(VENV)/.lint
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(VENV)/bin/zizmor --offline --min-severity medium .github/workflows
+
+# Property-based search of the whole option space (Hypothesis); failures are shrunk, recorded and replayable.
+fuzz: $(VENV)/.ready
+	$(PY) -m pytest parity_tests/test_fuzz.py -n auto --profile fuzz --max-examples $(MAX_EXAMPLES) --report-dir $(REPORT_DIR) $(PYTEST_ARGS)
+
+# Speed and memory of the reference against torch (pytest-benchmark); not part of make test.
+bench: $(VENV)/.ready
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave $(PYTEST_ARGS)
 
 # The course material as runnable lessons: CSVs, plots and a summary under $(REPORT_DIR)/lessons.
 lessons: $(VENV)/.ready
