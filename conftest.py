@@ -18,8 +18,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("loss-parity")
     group.addoption("--impl", default="reference", help="dotted module of the implementation under test")
     group.addoption("--device", action="append", default=None, help="only this device (repeatable)")
-    group.addoption("--dtype", action="append", default=None, choices=list(TORCH_DTYPES),
-                    help="only this dtype (repeatable)")
+    group.addoption(
+        "--dtype",
+        action="append",
+        default=None,
+        choices=list(TORCH_DTYPES),
+        help="only this dtype (repeatable)",
+    )
     group.addoption("--profile", default="quick", choices=list(PROFILES), help="which case grid")
     group.addoption("--report-dir", default="reports", help="where records and the summary are written")
 

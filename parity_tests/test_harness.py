@@ -120,9 +120,14 @@ def test_a_relative_error_within_tolerance_passes(dtype):
 def test_one_wrong_gradient_entry_is_caught_at_its_index(dtype, fault, transform, cause, tmp_path):
     c = case("binary_cross_entropy_with_logits", dtype, reduction="mean")
     data = build(c)
-    expected_index = largest_index(reference.binary_cross_entropy_with_logits_backward(
-        data.impl_arrays()["grad_output"], data.impl_arrays()["input"], data.impl_arrays()["target"],
-        reduction="mean")[0])
+    expected_index = largest_index(
+        reference.binary_cross_entropy_with_logits_backward(
+            data.impl_arrays()["grad_output"],
+            data.impl_arrays()["input"],
+            data.impl_arrays()["target"],
+            reduction="mean",
+        )[0]
+    )
     impl = planted(c.loss, "grad_input", transform)
     result = check(data, impl)
     (failure,) = result.failures
@@ -179,10 +184,28 @@ def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(tmp_pa
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     reports = tmp_path / "reports"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "parity_tests" / "test_parity.py"), "-q", "-p",
-         "no:cacheprovider", "--impl", "planted_fault", "--dtype", "float32", "--report-dir", str(reports),
-         "-k", "cross_entropy and index and -mean-8x5-"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "parity_tests" / "test_parity.py"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--impl",
+            "planted_fault",
+            "--dtype",
+            "float32",
+            "--report-dir",
+            str(reports),
+            "-k",
+            "cross_entropy and index and -mean-8x5-",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 1, run.stdout + run.stderr
     assert "replay: python -m parity_tests.repro" in run.stdout
@@ -191,9 +214,28 @@ def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(tmp_pa
     record = json.loads(records[0].read_text())
     assert record["stage"] == "grad_input"
     assert record["impl"] == "planted_fault"
-    for key in ("case_id", "loss", "options", "dtype", "device", "max_abs_error", "max_rel_error", "worst_index",
-                "expected", "actual", "tolerance", "seed", "versions", "inputs_file", "repro", "mismatches",
-                "total", "ulps", "nan_mismatches", "inf_mismatches"):
+    for key in (
+        "case_id",
+        "loss",
+        "options",
+        "dtype",
+        "device",
+        "max_abs_error",
+        "max_rel_error",
+        "worst_index",
+        "expected",
+        "actual",
+        "tolerance",
+        "seed",
+        "versions",
+        "inputs_file",
+        "repro",
+        "mismatches",
+        "total",
+        "ulps",
+        "nan_mismatches",
+        "inf_mismatches",
+    ):
         assert key in record, key
     assert (reports / record["inputs_file"]).exists() or (records[0].parent / record["inputs_file"]).exists()
     summary = (reports / "summary.md").read_text()

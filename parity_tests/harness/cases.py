@@ -152,5 +152,12 @@ def grid(profile: str, devices: list[str], dtypes: list[str] | None = None) -> I
                             if not spec.valid(options, shape, regime):
                                 continue
                             for seed in seeds:
-                                yield Case(spec.name, tuple(sorted(options.items())), shape, regime, dtype,
-                                           device, seed)
+                                yield Case(
+                                    spec.name,
+                                    tuple(sorted(options.items())),
+                                    shape,
+                                    regime,
+                                    dtype,
+                                    device,
+                                    seed,
+                                )

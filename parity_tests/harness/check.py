@@ -57,8 +57,14 @@ def check(data: CaseData, impl: ModuleType) -> CaseResult:
             continue
         tolerance = tolerance_for(case, stage)
         term_scale = case.spec.term_scales.get(stage)
-        verdict = compare(stage, expected[stage], actual[stage], case.dtype, tolerance.eps,
-                          term_scale(data.arrays, data.keywords) if term_scale else 0.0)
+        verdict = compare(
+            stage,
+            expected[stage],
+            actual[stage],
+            case.dtype,
+            tolerance.eps,
+            term_scale(data.arrays, data.keywords) if term_scale else 0.0,
+        )
         if problem is not None:
             verdict.problem = problem
         stages.append(StageResult(verdict, tolerance, deviation_for(case, stage)))

@@ -58,18 +58,45 @@ class Verdict:
             f"{self.mismatches}/{self.total} mismatched",
         ]
         if self.nan_mismatches or self.inf_mismatches:
-            parts.append(f"NaN pattern differs at {self.nan_mismatches}, inf at {self.inf_mismatches} positions")
+            parts.append(
+                f"NaN pattern differs at {self.nan_mismatches}, inf at {self.inf_mismatches} positions"
+            )
         return "; ".join(parts)
 
 
 def _failure(stage: str, dtype: str, tolerance: float, problem: str, total: int = 0) -> Verdict:
     nan = float("nan")
-    return Verdict(stage, dtype, tolerance, False, float("inf"), nan, nan, nan, None, None, None, None, total,
-                   total, 0, 0, 0, nan, problem)
+    return Verdict(
+        stage,
+        dtype,
+        tolerance,
+        False,
+        float("inf"),
+        nan,
+        nan,
+        nan,
+        None,
+        None,
+        None,
+        None,
+        total,
+        total,
+        0,
+        0,
+        0,
+        nan,
+        problem,
+    )
 
 
-def compare(stage: str, expected: np.ndarray | None, actual: np.ndarray | None, dtype: str,
-            tolerance: float, term_scale: float = 0.0) -> Verdict:
+def compare(
+    stage: str,
+    expected: np.ndarray | None,
+    actual: np.ndarray | None,
+    dtype: str,
+    tolerance: float,
+    term_scale: float = 0.0,
+) -> Verdict:
     """Judge `actual` (torch, converted to float64) against `expected` (the float64 oracle). The scale is the
     largest finite |expected|, or `term_scale` (the magnitude of the terms that torch combines) if larger."""
     if expected is None and actual is None:
@@ -80,8 +107,13 @@ def compare(stage: str, expected: np.ndarray | None, actual: np.ndarray | None, 
     expected = np.asarray(expected, dtype=np.float64)
     actual = np.asarray(actual, dtype=np.float64)
     if expected.shape != actual.shape:
-        return _failure(stage, dtype, tolerance,
-                        f"shape {actual.shape} from torch, {expected.shape} from the implementation", expected.size)
+        return _failure(
+            stage,
+            dtype,
+            tolerance,
+            f"shape {actual.shape} from torch, {expected.shape} from the implementation",
+            expected.size,
+        )
 
     # What torch can represent: a true value beyond the dtype's range is +-inf there.
     overflow = np.isfinite(expected) & np.isinf(round_to(expected, dtype))
@@ -101,7 +133,9 @@ def compare(stage: str, expected: np.ndarray | None, actual: np.ndarray | None, 
 
     worst = None
     if over.any():
-        worst = np.unravel_index(int(np.argmax(np.where(nan_diff | inf_diff, np.inf, scaled))), expected.shape)
+        worst = np.unravel_index(
+            int(np.argmax(np.where(nan_diff | inf_diff, np.inf, scaled))), expected.shape
+        )
     elif expected.size:
         worst = np.unravel_index(int(np.argmax(scaled)), expected.shape)
     nonzero = finite & (expected != 0)
@@ -119,7 +153,9 @@ def compare(stage: str, expected: np.ndarray | None, actual: np.ndarray | None, 
         worst_index=tuple(int(i) for i in worst) if worst is not None else None,
         expected=at(expected),
         actual=at(actual),
-        ulps=float(abs_err[worst] / ulp(expected[worst], dtype)) if worst is not None and finite[worst] else None,
+        ulps=float(abs_err[worst] / ulp(expected[worst], dtype))
+        if worst is not None and finite[worst]
+        else None,
         mismatches=int(over.sum()),
         total=int(expected.size),
         nan_mismatches=int(nan_diff.sum()),

@@ -78,7 +78,11 @@ def write_record(result: CaseResult, impl: str, report_dir: Path) -> Path:
         "inf_mismatches": v.inf_mismatches,
         "scale": v.scale,
         "problem": v.problem,
-        "tolerance": {"eps": v.tolerance, "source": first.tolerance.source, "evidence": first.tolerance.evidence},
+        "tolerance": {
+            "eps": v.tolerance,
+            "source": first.tolerance.source,
+            "evidence": first.tolerance.evidence,
+        },
         "deviation": first.deviation.id if first.deviation else None,
         "stages": [{**s.verdict.to_json(), "status": s.status} for s in result.stages],
         "keywords": result.data.keywords,
@@ -111,13 +115,17 @@ def load_record(path: Path) -> tuple[dict[str, Any], CaseData]:
 
 def failure_message(result: CaseResult, record: Path) -> str:
     case = result.case
-    lines = [f"{case.loss} {case.opts} shape={list(case.shape)} regime={case.regime} "
-             f"dtype={case.dtype} device={case.device}"]
+    lines = [
+        f"{case.loss} {case.opts} shape={list(case.shape)} regime={case.regime} "
+        f"dtype={case.dtype} device={case.device}"
+    ]
     for stage in result.failures:
         lines.append("  " + stage.verdict.describe() + f" [tolerance from {stage.tolerance.source}]")
         if stage.deviation:
-            lines.append(f"  (registered deviation {stage.deviation.id} selects this stage but does not explain "
-                         "this mismatch)")
+            lines.append(
+                f"  (registered deviation {stage.deviation.id} selects this stage but does not explain "
+                "this mismatch)"
+            )
     lines.append(f"  replay: {repro_command(record)}")
     return "\n".join(lines)
 
@@ -130,9 +138,14 @@ def summary_row(result: CaseResult) -> dict[str, Any]:
         "dtype": case.dtype,
         "device": case.device,
         "stages": [
-            {"stage": s.verdict.stage, "status": s.status, "error": s.verdict.error, "tolerance": s.verdict.tolerance,
-             "cause": cause(s) if s.status != "pass" else None,
-             "deviation": s.deviation.id if s.deviation else None}
+            {
+                "stage": s.verdict.stage,
+                "status": s.status,
+                "error": s.verdict.error,
+                "tolerance": s.verdict.tolerance,
+                "cause": cause(s) if s.status != "pass" else None,
+                "deviation": s.deviation.id if s.deviation else None,
+            }
             for s in result.stages
         ],
     }
@@ -180,14 +193,15 @@ class ReportPlugin:
             with open(step_summary, "a") as f:
                 f.write(markdown)
 
-
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.worker is None and self.dir.joinpath("summary.md").exists():
             terminalreporter.write_line(f"loss-parity: summary in {self.dir / 'summary.md'}")
         for d in self.unreproduced:
             terminalreporter.write_line(
                 f"loss-parity: registered deviation {d} selected cases of this run but explained none: if torch "
-                "is fixed there, narrow or remove it in deviations.toml", red=True)
+                "is fixed there, narrow or remove it in deviations.toml",
+                red=True,
+            )
 
 
 def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
@@ -212,8 +226,11 @@ def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
                 worst[key] = (headroom, s["error"])
     out = ["# Parity summary", ""]
     out += [f"- {k}: {v}" for k, v in header.items()]
-    out += [f"- cases: {len(rows)}; passed {counts['passed']}, failed {counts['failed']}, "
-            f"expected deviations {counts['deviation']}", ""]
+    out += [
+        f"- cases: {len(rows)}; passed {counts['passed']}, failed {counts['failed']}, "
+        f"expected deviations {counts['deviation']}",
+        "",
+    ]
     out += ["## Failures by loss and cause", ""]
     if not groups:
         out.append("None.")
@@ -223,9 +240,14 @@ def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
         if len(ids) > 20:
             out.append(f"- ... and {len(ids) - 20} more (records under `failures/`)")
         out.append("")
-    out += ["", "## Parity matrix", "",
-            "Worst error / tolerance over the stages of every case (headroom: above 1 fails); the worst error in "
-            "eps of the dtype in brackets. Registered deviations are left out here.", ""]
+    out += [
+        "",
+        "## Parity matrix",
+        "",
+        "Worst error / tolerance over the stages of every case (headroom: above 1 fails); the worst error in "
+        "eps of the dtype in brackets. Registered deviations are left out here.",
+        "",
+    ]
     dtypes = sorted({k[1] for k in worst}, key=["float64", "float32", "float16", "bfloat16"].index)
     cols = [(dt, dev) for dev in sorted({k[2] for k in worst}) for dt in dtypes]
     out.append("| loss | " + " | ".join(f"{dt} {dev}" for dt, dev in cols) + " |")
@@ -236,11 +258,18 @@ def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
             h = worst.get((loss, dt, dev))
             cells.append("-" if h is None else f"{h[0]:.2f} ({h[1]:.2g})")
         out.append(f"| {loss} | " + " | ".join(cells) + " |")
-    out += ["", "## Registered deviations", "",
-            "Stages each deviation selected in this run, and how many it explained (torch deviated there). A "
-            "deviation that explains none fails the run: torch may have been fixed.", ""]
-    out += [f"- `{d}`: reproduced in {n[1]} of {n[0]} selected stages" + ("" if n[1] else " **NOT REPRODUCED**")
-            for d, n in sorted(deviations.items())] or ["None selected."]
+    out += [
+        "",
+        "## Registered deviations",
+        "",
+        "Stages each deviation selected in this run, and how many it explained (torch deviated there). A "
+        "deviation that explains none fails the run: torch may have been fixed.",
+        "",
+    ]
+    out += [
+        f"- `{d}`: reproduced in {n[1]} of {n[0]} selected stages" + ("" if n[1] else " **NOT REPRODUCED**")
+        for d, n in sorted(deviations.items())
+    ] or ["None selected."]
     return "\n".join(out) + "\n"
 
 

@@ -56,4 +56,8 @@ def run_impl(data: CaseData, impl: ModuleType) -> Outputs:
     def as_float64(x: object) -> np.ndarray | None:
         return None if x is None else np.asarray(x, dtype=np.float64)
 
-    return {"loss": as_float64(loss), "grad_input": as_float64(grad_input), "grad_target": as_float64(grad_target)}
+    return {
+        "loss": as_float64(loss),
+        "grad_input": as_float64(grad_input),
+        "grad_target": as_float64(grad_target),
+    }

@@ -31,7 +31,13 @@ def torch_version_in(version: str, spec: str) -> bool:
 def matches(entry: Mapping[str, Any], case: Case, stage: str, torch_version: str) -> bool:
     """Whether a table entry selects this case and stage. Fields: loss, stage, dtype, device, regime, shape,
     options (a table of option values), torch (a version range)."""
-    fields = {"loss": case.loss, "stage": stage, "dtype": case.dtype, "device": case.device, "regime": case.regime}
+    fields = {
+        "loss": case.loss,
+        "stage": stage,
+        "dtype": case.dtype,
+        "device": case.device,
+        "regime": case.regime,
+    }
     if any(key in entry and not _is(value, entry[key]) for key, value in fields.items()):
         return False
     if "shape" in entry and list(case.shape) not in entry["shape"]:

@@ -153,7 +153,9 @@ def _softmax_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
     return float(np.abs(g).max() * weight.max() / denominator) if denominator else 0.0
 
 
-def _elementwise_scale(magnitude: np.ndarray, arrays: Arrays, keywords: Mapping[str, Any], grad: bool) -> float:
+def _elementwise_scale(
+    magnitude: np.ndarray, arrays: Arrays, keywords: Mapping[str, Any], grad: bool
+) -> float:
     """The scale of a stage made of elementwise terms of `magnitude`: for a gradient |g| * magnitude (/ numel
     for mean), for a loss the magnitudes reduced like the loss. Infinite terms (log 0) are left to the exact
     NaN/inf comparison."""

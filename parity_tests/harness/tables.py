@@ -13,7 +13,6 @@ import torch
 
 from parity_tests.harness.cases import Case
 from parity_tests.harness.compare import Verdict
-from parity_tests.harness.compare import Verdict
 from parity_tests.harness.selectors import matches, specificity
 
 if sys.version_info >= (3, 11):
@@ -38,7 +37,9 @@ class Tolerance:
 
 
 def tolerance_for(case: Case, stage: str) -> Tolerance:
-    candidates = [e for e in _load("tolerances.toml", "tolerance") if matches(e, case, stage, torch.__version__)]
+    candidates = [
+        e for e in _load("tolerances.toml", "tolerance") if matches(e, case, stage, torch.__version__)
+    ]
     if not candidates:
         raise LookupError(f"no tolerance entry covers {case.id} {stage}")
     best = max(candidates, key=specificity)
