@@ -20,11 +20,14 @@ import pytest
 
 import reference
 from parity_tests import repro
+from parity_tests.harness import tables
 from parity_tests.harness.cases import Case, build
 from parity_tests.harness.check import check
+from parity_tests.harness.compare import compare
 from parity_tests.harness.dtypes import eps
 from parity_tests.harness.report import write_record
 from parity_tests.harness.specs import SPECS
+from parity_tests.harness.tables import deviations
 
 ROOT = Path(__file__).resolve().parent.parent
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -248,3 +251,57 @@ def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(tmp_pa
         assert repro.main([str(records[0]), "--impl", "reference"]) == 0  # passes with the reference
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_every_registered_deviation_is_documented_with_evidence():
+    documented = (ROOT / "docs" / "deviations.md").read_text()
+    for deviation in deviations():
+        assert f"## {deviation.id}" in documented, deviation.id
+        assert deviation.evidence
+        assert deviation.what_torch_does
+        assert deviation.true_value
+
+
+def test_a_misspelt_selector_field_is_rejected(tmp_path, monkeypatch):
+    # "dtypes" for "dtype" would otherwise select every dtype without a word.
+    (tmp_path / "deviations.toml").write_text('[[deviation]]\nid = "x"\ndtypes = "float16"\nevidence = "e"\n')
+    monkeypatch.setattr(tables, "HERE", tmp_path)
+    tables._load.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="unknown fields"):
+            tables.deviations()
+    finally:
+        tables._load.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual", "ok", "field"),
+    [
+        ([1.0, 2.0], [1.0, np.nan], False, "nan_mismatches"),  # NaN where the truth is a number
+        ([1.0, np.nan], [1.0, 2.0], False, "nan_mismatches"),  # a number where the truth is NaN
+        ([1.0, 2.0], [1.0, np.inf], False, "inf_mismatches"),
+        ([1.0, 1e6], [1.0, np.inf], True, None),  # beyond float16's range the truth is inf there
+        ([1.0, -1e6], [1.0, np.inf], False, "inf_mismatches"),  # but with its sign
+        ([0.0, 0.0], [0.0, 1e-6], False, "mismatches"),  # all-zero truth: within float16's subnormal steps
+    ],
+)
+def test_compare_judges_nan_inf_and_zero_patterns(expected, actual, ok, field):
+    verdict = compare("loss", np.array(expected), np.array(actual), "float16", 8)
+    assert verdict.ok is ok
+    if field:
+        assert getattr(verdict, field) >= 1
+
+
+def test_compare_reports_a_shape_mismatch_and_a_missing_stage():
+    assert "shape" in compare("loss", np.zeros(3), np.zeros((3, 1)), "float32", 8).problem
+    assert "returned no grad_target" in compare("grad_target", None, np.zeros(3), "float32", 8).problem
+
+
+def test_a_deviation_explains_only_what_it_describes():
+    deviation = tables.Deviation("d", "", "", "", {"nonfinite": True, "max_eps": 8})
+    nan_where_finite = compare("loss", np.array([1.0, 2.0]), np.array([1.0, np.nan]), "float16", 8)
+    finite_far_off = compare("loss", np.array([1.0, 2.0]), np.array([1.0, 2.5]), "float16", 8)
+    torch_misses_an_inf = compare("loss", np.array([1.0, 1e6]), np.array([1.0, 2.0]), "float16", 8)
+    assert deviation.explains(nan_where_finite)
+    assert not deviation.explains(finite_far_off)
+    assert not deviation.explains(torch_misses_an_inf)

@@ -9,6 +9,9 @@ from typing import Any
 from parity_tests.harness.cases import Case
 
 
+SELECTOR_FIELDS = {"loss", "stage", "dtype", "device", "regime", "shape", "options", "torch"}
+
+
 def _is(value: Any, wanted: Any) -> bool:
     return value in wanted if isinstance(wanted, list) else value == wanted
 

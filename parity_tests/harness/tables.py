@@ -13,7 +13,7 @@ import torch
 
 from parity_tests.harness.cases import Case
 from parity_tests.harness.compare import Verdict
-from parity_tests.harness.selectors import matches, specificity
+from parity_tests.harness.selectors import SELECTOR_FIELDS, matches, specificity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,10 +23,26 @@ else:  # pragma: no cover
 HERE = Path(__file__).parent
 
 
+# The fields each table's entries may have. An unknown field (a typo) would silently select more than meant.
+FIELDS = {
+    "tolerance": {"id", "eps", "evidence"} | SELECTOR_FIELDS,
+    "deviation": {"id", "what_torch_does", "true_value", "evidence", "nonfinite", "max_eps"}
+    | SELECTOR_FIELDS,
+}
+
+
 @cache
 def _load(name: str, key: str) -> list[dict[str, Any]]:
     with open(HERE / name, "rb") as f:
-        return tomllib.load(f).get(key, [])
+        entries = tomllib.load(f).get(key, [])
+    for entry in entries:
+        unknown = set(entry) - FIELDS[key]
+        if unknown or "id" not in entry or "evidence" not in entry:
+            raise ValueError(
+                f"{name}: entry {entry.get('id')!r} has unknown fields {sorted(unknown)} or lacks "
+                "an id or evidence"
+            )
+    return entries
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,72 @@
+"""The suite's power, measured: per dtype and stage, the smallest relative error it catches.
+
+`python -m parity_tests.harness.sensitivity [--profile quick] [--impl reference]` runs every case once, then plants
+a uniform relative error of k eps (k = 1, 2, 3, ...) into the implementation's result of each stage and finds the
+smallest k that the comparison flags. The unmodified implementation must pass every case (no false failure).
+Printed as a Markdown table: the k that every case catches (the guarantee) and the median case's k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections import defaultdict
+
+import numpy as np
+
+from parity_tests.harness.cases import build, grid
+from parity_tests.harness.compare import compare
+from parity_tests.harness.dtypes import eps
+from parity_tests.harness.runner import STAGES, run_impl, run_torch
+from parity_tests.harness.tables import deviation_for, tolerance_for
+
+LADDER = range(1, 65)
+
+
+def smallest_caught(case, stage, expected, actual, scale_of) -> int | None:
+    tolerance = tolerance_for(case, stage).eps
+    for k in LADDER:
+        planted = expected * (1 + k * eps(case.dtype))
+        if not compare(stage, planted, actual, case.dtype, tolerance, scale_of).ok:
+            return k
+    return None
+
+
+def measure(profile: str, impl_name: str) -> tuple[dict[tuple[str, str], list[int]], int]:
+    impl = importlib.import_module(impl_name)
+    found: dict[tuple[str, str], list[int]] = defaultdict(list)
+    false_failures = 0
+    for case in grid(profile, ["cpu"]):
+        data = build(case)
+        actual, expected = run_torch(data), run_impl(data, impl)
+        for stage in STAGES:
+            if expected[stage] is None or deviation_for(case, stage) is not None:
+                continue
+            term = case.spec.term_scales.get(stage)
+            scale_of = term(data.arrays, data.keywords) if term else 0.0
+            if not np.any(expected[stage]):  # nothing to scale: a relative error is invisible by definition
+                continue
+            tolerance = tolerance_for(case, stage).eps
+            if not compare(stage, expected[stage], actual[stage], case.dtype, tolerance, scale_of).ok:
+                false_failures += 1
+                continue
+            k = smallest_caught(case, stage, expected[stage], actual[stage], scale_of)
+            found[(case.dtype, stage)].append(k if k is not None else LADDER[-1] + 1)
+    return found, false_failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--impl", default="reference")
+    args = parser.parse_args()
+    found, false_failures = measure(args.profile, args.impl)
+    print(f"profile {args.profile}, implementation {args.impl}: {false_failures} false failures\n")
+    print("| dtype | stage | stages measured | caught in every case from | median case from |")
+    print("|---|---|---|---|---|")
+    for (dtype, stage), ks in sorted(found.items()):
+        print(f"| {dtype} | {stage} | {len(ks)} | {max(ks)} eps | {int(np.median(ks))} eps |")
+
+
+if __name__ == "__main__":
+    main()
