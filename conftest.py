@@ -7,6 +7,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from parity_tests.harness import devices
 from parity_tests.harness.cases import PROFILES, grid
@@ -25,7 +26,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=list(TORCH_DTYPES),
         help="only this dtype (repeatable)",
     )
-    group.addoption("--profile", default="quick", choices=list(PROFILES), help="which case grid")
+    group.addoption(
+        "--profile",
+        default="quick",
+        choices=[*PROFILES, "fuzz"],
+        help="which case grid; fuzz: the Hypothesis search of test_fuzz.py at full strength (and the quick grid)",
+    )
+    group.addoption("--max-examples", type=int, default=None, help="fuzz: examples per loss and device")
+    group.addoption(
+        "--derandomize", action="store_true", help="fuzz: a fixed search, replayed identically (no database)"
+    )
+    group.addoption("--fuzz-seconds", type=float, default=None, help="fuzz: stop generating after this long")
     group.addoption("--report-dir", default="reports", help="where records and the summary are written")
 
 
@@ -37,13 +48,57 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.parity_devices = run
     plugin = ReportPlugin(config)
-    plugin.header = run_header(config, run, absent)
+    plugin.header = {**run_header(config, run, absent), "fuzz": _fuzz_header(config)}
+    plugin.absent = absent
     config.parity_report = plugin
     config.pluginmanager.register(plugin, "parity-report")
     if not hasattr(config, "workerinput"):
         plugin.clear()
         if not config.option.xmlpath:
             config.option.xmlpath = str(Path(config.getoption("--report-dir")) / "junit.xml")
+
+
+# test_fuzz.py's Hypothesis settings. The fuzz profile searches (10,000 examples per loss and device unless
+# --max-examples says otherwise) and keeps found failures in the database under .hypothesis/ for the next run;
+# every other profile runs a small derandomized slice, so that the gate stays fast and deterministic.
+settings.register_profile(
+    "loss-parity-fuzz",
+    max_examples=10_000,
+    deadline=None,
+    report_multiple_bugs=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "loss-parity-gate",
+    settings.get_profile("loss-parity-fuzz"),
+    max_examples=25,
+    derandomize=True,
+    database=None,
+)
+
+
+@pytest.fixture(scope="session")
+def fuzz_settings(pytestconfig: pytest.Config) -> settings:
+    """The Hypothesis settings of test_fuzz.py, from --profile, --max-examples and --derandomize."""
+    fuzzing = pytestconfig.getoption("--profile") == "fuzz"
+    chosen = settings.get_profile("loss-parity-fuzz" if fuzzing else "loss-parity-gate")
+    if pytestconfig.getoption("--max-examples") is not None:
+        chosen = settings(chosen, max_examples=pytestconfig.getoption("--max-examples"))
+    if pytestconfig.getoption("--derandomize"):
+        chosen = settings(chosen, derandomize=True, database=None)
+    return chosen
+
+
+def _fuzz_header(config: pytest.Config) -> str:
+    fuzzing = config.getoption("--profile") == "fuzz"
+    examples = config.getoption("--max-examples") or (10_000 if fuzzing else 25)
+    derandomized = config.getoption("--derandomize") or not fuzzing
+    seconds = config.getoption("--fuzz-seconds")
+    return (
+        f"{examples} examples per loss and device"
+        + (", derandomized" if derandomized else ", database .hypothesis/")
+        + (f", at most {seconds:g} s of generation each" if seconds else "")
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -53,7 +108,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
         config = metafunc.config
-        cases = list(grid(config.getoption("--profile"), config.parity_devices, config.getoption("--dtype")))
+        profile = config.getoption("--profile")
+        profile = profile if profile in PROFILES else "quick"  # fuzz: the quick grid beside the search
+        cases = list(grid(profile, config.parity_devices, config.getoption("--dtype")))
         metafunc.parametrize("case", cases, ids=[c.id for c in cases])
 
 

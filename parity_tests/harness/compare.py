@@ -48,13 +48,16 @@ class Verdict:
         return asdict(self)
 
     def describe(self) -> str:
+        """One line: the worst error, where, both values (the implementation's float64 value is the expected
+        one, torch's is the actual), and the counts."""
         if self.problem:
             return f"{self.stage}: {self.problem}"
         at = f" at {list(self.worst_index)}" if self.worst_index is not None else ""
+        ulps = f"{self.ulps:.3g}" if self.ulps is not None else "-"
         parts = [
             f"{self.stage}: worst error {self.error:.3g} eps (tolerance {self.tolerance:g} eps of {self.dtype}, "
-            f"scale {self.scale:.3g}){at}: expected {self.expected!r}, got {self.actual!r}",
-            f"abs {self.max_abs_error:.3g}, rel {self.max_rel_error:.3g}, ulps {self.ulps}; "
+            f"scale {self.scale:.3g}){at}: implementation {self.expected!r}, torch {self.actual!r}",
+            f"abs {self.max_abs_error:.3g}, rel {self.max_rel_error:.3g}, {ulps} ulps; "
             f"{self.mismatches}/{self.total} mismatched",
         ]
         if self.nan_mismatches or self.inf_mismatches:

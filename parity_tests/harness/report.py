@@ -161,6 +161,7 @@ class ReportPlugin:
         self.rows_file = self.dir / ".results" / f"{self.worker or 'main'}.jsonl"
         self.header: dict[str, Any] = {}
         self.unreproduced: list[str] = []
+        self.absent: list[str] = []  # requested devices that this machine does not have
 
     def clear(self) -> None:
         """Forget the previous run's records (controller only, before any worker starts)."""
@@ -179,6 +180,8 @@ class ReportPlugin:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.worker is not None:
             return
+        if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.absent:
+            session.exitstatus = pytest.ExitCode.OK  # an absent device collects nothing: not an error
         rows = []
         for path in sorted((self.dir / ".results").glob("*.jsonl")):
             rows += [json.loads(line) for line in path.read_text().splitlines() if line]
@@ -196,6 +199,10 @@ class ReportPlugin:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.worker is None and self.dir.joinpath("summary.md").exists():
             terminalreporter.write_line(f"loss-parity: summary in {self.dir / 'summary.md'}")
+        if self.worker is None and self.absent:
+            terminalreporter.write_line(
+                f"loss-parity: not on this machine, nothing collected: {', '.join(self.absent)}"
+            )
         for d in self.unreproduced:
             terminalreporter.write_line(
                 f"loss-parity: registered deviation {d} selected cases of this run but explained none: if torch "
