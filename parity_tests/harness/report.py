@@ -213,7 +213,7 @@ class ReportPlugin:
 
 def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     counts = defaultdict(int)
-    worst: dict[tuple[str, str, str], tuple[float, float]] = {}
+    worst: dict[tuple[str, str, str, str], tuple[float, float]] = {}  # (loss, stage, dtype, device) ->
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     deviations: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # id -> [stages selected, reproduced]
     for row in rows:
@@ -227,7 +227,7 @@ def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
                 deviations[s["deviation"]][0] += 1
                 deviations[s["deviation"]][1] += s["status"] == "deviation"
                 continue
-            key = (row["loss"], row["dtype"], row["device"])
+            key = (row["loss"], s["stage"], row["dtype"], row["device"])
             headroom = s["error"] / s["tolerance"] if s["tolerance"] else float(s["error"] > 0)
             if key not in worst or headroom > worst[key][0]:
                 worst[key] = (headroom, s["error"])
@@ -251,20 +251,20 @@ def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
         "",
         "## Parity matrix",
         "",
-        "Worst error / tolerance over the stages of every case (headroom: above 1 fails); the worst error in "
-        "eps of the dtype in brackets. Registered deviations are left out here.",
+        "Worst error / tolerance over the cases of each loss and stage (headroom: above 1 fails); the worst "
+        "error in eps of the dtype in brackets. Stages that a registered deviation selects are left out here.",
         "",
     ]
-    dtypes = sorted({k[1] for k in worst}, key=["float64", "float32", "float16", "bfloat16"].index)
-    cols = [(dt, dev) for dev in sorted({k[2] for k in worst}) for dt in dtypes]
-    out.append("| loss | " + " | ".join(f"{dt} {dev}" for dt, dev in cols) + " |")
-    out.append("|---|" + "---|" * len(cols))
-    for loss in sorted({k[0] for k in worst}):
+    dtypes = sorted({k[2] for k in worst}, key=["float64", "float32", "float16", "bfloat16"].index)
+    cols = [(dt, dev) for dev in sorted({k[3] for k in worst}) for dt in dtypes]
+    out.append("| loss | stage | " + " | ".join(f"{dt} {dev}" for dt, dev in cols) + " |")
+    out.append("|---|---|" + "---|" * len(cols))
+    for loss, stage in sorted({k[:2] for k in worst}):
         cells = []
         for dt, dev in cols:
-            h = worst.get((loss, dt, dev))
+            h = worst.get((loss, stage, dt, dev))
             cells.append("-" if h is None else f"{h[0]:.2f} ({h[1]:.2g})")
-        out.append(f"| {loss} | " + " | ".join(cells) + " |")
+        out.append(f"| {loss} | {stage} | " + " | ".join(cells) + " |")
     out += [
         "",
         "## Registered deviations",

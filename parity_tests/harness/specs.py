@@ -136,21 +136,33 @@ def _sample_binary_cross_entropy_with_logits(rng, shape, options, regime) -> Arr
 
 
 def _softmax_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
-    """cross_entropy's grad_input is g * w * (p - q) / D: the largest term is |g| * max(w) / D. A confident
-    correct row (p_y -> 1) leaves p_y - 1 tiny while torch's error stays eps * |g| * w / D."""
+    """cross_entropy's grad_input is g * (p * sum(w q) - w q) / D with p = softmax(x): its terms are at most
+    |g| * max|w| * (p + q) / D. A confident correct row (p_y -> 1) leaves p_y - 1 tiny while torch's error
+    stays eps times the terms."""
     x, target, g = arrays["input"], arrays["target"], arrays["grad_output"]
     if x.size == 0:
         return 0.0
-    n_classes = x.shape[_class_dim(x.shape)]
-    weight = arrays.get("weight", np.ones(n_classes))
-    denominator = 1.0
-    if keywords["reduction"] == "mean":
-        if target.dtype.kind == "f":
-            denominator = x.size / n_classes
-        else:
-            kept = target[target != keywords["ignore_index"]]
-            denominator = float(weight[kept].sum()) if kept.size else 0.0
-    return float(np.abs(g).max() * weight.max() / denominator) if denominator else 0.0
+    dim = _class_dim(x.shape)
+    n_classes = x.shape[dim]
+    weight = np.abs(arrays.get("weight", np.ones(n_classes))).max()
+    smoothing = keywords.get("label_smoothing", 0.0)
+    smoothing = smoothing if smoothing > 0 else 0.0  # torch takes a negative (or NaN) label_smoothing as 0
+    if target.dtype.kind == "f":
+        q, kept = np.abs(target) * (1 - smoothing) + smoothing / n_classes, np.ones(x.shape, bool)
+        denominator = x.size / n_classes
+    else:
+        kept_targets = target != keywords.get("ignore_index", -100)
+        classes = np.arange(n_classes).reshape((-1,) + (1,) * (x.ndim - dim - 1))
+        onehot = classes == np.expand_dims(np.where(kept_targets, target, -1), dim)
+        q, kept = onehot * (1 - smoothing) + smoothing / n_classes, np.expand_dims(kept_targets, dim)
+        denominator = float(np.abs(arrays.get("weight", np.ones(n_classes)))[target[kept_targets]].sum())
+    if keywords.get("reduction", "mean") != "mean":
+        denominator = 1.0
+    if not denominator:
+        return 0.0
+    p = np.exp(_log_softmax(x, dim))
+    g = np.expand_dims(np.abs(g), dim) if np.ndim(g) else np.abs(g)
+    return float((g * weight * (p + q) * kept).max() / denominator)
 
 
 def _elementwise_scale(
@@ -162,7 +174,7 @@ def _elementwise_scale(
     magnitude = np.where(np.isfinite(magnitude), magnitude, 0.0)
     if magnitude.size == 0:
         return 0.0
-    reduction = keywords["reduction"]
+    reduction = keywords.get("reduction", "mean")  # a keyword left out has torch's default
     per_element = np.abs(arrays["grad_output"]) * magnitude if grad else magnitude
     if reduction == "none" or grad:
         return float(per_element.max() / (magnitude.size if grad and reduction == "mean" else 1))
