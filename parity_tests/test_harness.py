@@ -282,6 +282,8 @@ def test_a_misspelt_selector_field_is_rejected(tmp_path, monkeypatch):
         ([1.0, 2.0], [1.0, np.inf], False, "inf_mismatches"),
         ([1.0, 1e6], [1.0, np.inf], True, None),  # beyond float16's range the truth is inf there
         ([1.0, -1e6], [1.0, np.inf], False, "inf_mismatches"),  # but with its sign
+        ([1.0, 65530.0], [1.0, 65504.0], True, None),  # at the overflow threshold, within tolerance: either
+        ([1.0, 65510.0], [1.0, np.inf], True, None),
         ([0.0, 0.0], [0.0, 1e-6], False, "mismatches"),  # all-zero truth: within float16's subnormal steps
     ],
 )
