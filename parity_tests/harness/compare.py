@@ -128,13 +128,11 @@ def compare(
     # (For float64 the threshold is beyond float64 itself: nothing is borderline.)
     top = max_finite(dtype)
     threshold = top + 2.0 ** np.floor(np.log2(top)) * eps(dtype) / 2 if dtype != "float64" else np.inf
-    borderline = np.isfinite(expected) & (np.abs(threshold - np.abs(expected)) <= tolerance * unit)
+    window = tolerance * eps(dtype) * threshold  # the tolerance at the magnitude of the threshold itself
+    borderline = np.isfinite(expected) & (np.abs(threshold - np.abs(expected)) <= window)
     either = borderline & (
         (np.isinf(actual) & (np.sign(actual) == np.sign(expected)))
-        | (
-            np.isfinite(actual)
-            & (np.abs(np.where(np.isfinite(actual), actual, 0.0) - expected) <= tolerance * unit)
-        )
+        | (np.isfinite(actual) & (np.abs(np.where(np.isfinite(actual), actual, 0.0) - expected) <= window))
     )
     expected = np.where(overflow, np.copysign(np.inf, expected), expected)
     expected = np.where(either, actual, expected)
