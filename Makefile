@@ -49,9 +49,11 @@ lint: $(VENV)/.lint
 fuzz: $(VENV)/.ready
 	$(PY) -m pytest parity_tests/test_fuzz.py -n auto --profile fuzz --max-examples $(MAX_EXAMPLES) --report-dir $(REPORT_DIR) $(PYTEST_ARGS)
 
-# Speed and memory of the reference against torch (pytest-benchmark); not part of make test.
+# Speed and memory of the reference against torch (pytest-benchmark); not part of make test. The table lands in
+# $(REPORT_DIR)/bench/bench.md (its own report dir, so that the parity report is left alone), the JSON for
+# --benchmark-compare in .benchmarks/.
 bench: $(VENV)/.ready
-	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave $(PYTEST_ARGS)
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave --report-dir=$(REPORT_DIR)/bench $(PYTEST_ARGS)
 
 # The course material as runnable lessons: CSVs, plots and a summary under $(REPORT_DIR)/lessons.
 lessons: $(VENV)/.ready

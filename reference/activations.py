@@ -6,6 +6,20 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 
+def minus_max(x: ArrayLike, dim: int, out: np.ndarray | None = None) -> np.ndarray:
+    """``x - max(x)`` along ``dim`` in float64, into ``out`` if given (an empty class dim: a float64 copy).
+
+    The max is taken in the input's own dtype (exact, and no float64 copy of a float32 input is made); the
+    subtraction converts to float64 as it goes.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    if x.shape[dim] == 0:
+        return x.astype(np.float64) if out is None else out
+    return np.subtract(x, np.max(x, axis=dim, keepdims=True), out=out, dtype=np.float64)
+
+
 def log_softmax(x: ArrayLike, dim: int = -1) -> np.ndarray:
     """``log_softmax(x)_i = x_i - max(x) - log(sum_j exp(x_j - max(x)))`` along ``dim``.
 
@@ -15,24 +29,21 @@ def log_softmax(x: ArrayLike, dim: int = -1) -> np.ndarray:
     >>> log_softmax(np.array([0.0, 0.0])).tolist() == [-np.log(2.0)] * 2
     True
     """
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape[dim] == 0:
-        return x.copy()
-    out = x - np.max(x, axis=dim, keepdims=True)
+    out = minus_max(x, dim)
     out -= np.log(np.sum(np.exp(out), axis=dim, keepdims=True))
     return out
 
 
-def softmax(x: ArrayLike, dim: int = -1) -> np.ndarray:
+def softmax(x: ArrayLike, dim: int = -1, out: np.ndarray | None = None) -> np.ndarray:
     """``softmax(x)_i = exp(x_i - max(x)) / sum_j exp(x_j - max(x))`` along ``dim`` (max-subtracted).
+
+    ``out``: a float64 array of x's shape to write the result into (a block of a loss's gradient).
 
     >>> softmax(np.array([0.0, np.log(3.0)])).round(12).tolist()
     [0.25, 0.75]
     """
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape[dim] == 0:
-        return x.copy()
-    out = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    out = minus_max(x, dim, out)
+    np.exp(out, out=out)
     out /= np.sum(out, axis=dim, keepdims=True)
     return out
 
@@ -52,13 +63,30 @@ def sigmoid(x: ArrayLike) -> np.ndarray:
 
 
 def log_sigmoid(x: ArrayLike) -> np.ndarray:
-    """``log_sigmoid(x) = log(sigmoid(x)) = -log(1 + exp(-x)) = -logaddexp(0, -x)``.
+    """``log_sigmoid(x) = log(sigmoid(x)) = -log(1 + exp(-x)) = -(max(-x, 0) + log1p(exp(-|x|)))``.
 
-    ``logaddexp`` computes ``max(a, b) + log1p(exp(-|a - b|))``: no overflow for x << 0 (gives ~x) and no
-    ``log(1 - tiny)`` rounding to 0 for x >> 0 (gives ~-exp(-x)).
-    ``log(1 - sigmoid(x))`` is ``log_sigmoid(-x)``.
+    That is ``-logaddexp(0, -x)``, written out: no overflow for x << 0 (gives ~x) and no ``log(1 - tiny)``
+    rounding to 0 for x >> 0 (gives ~-exp(-x)). ``log(1 - sigmoid(x))`` is ``log_sigmoid(-x)``.
 
     >>> bool(log_sigmoid(np.array(0.0)) == -np.log(2.0))
     True
     """
-    return -np.logaddexp(0.0, -np.asarray(x, dtype=np.float64))
+    return log_sigmoid_pair(x)[0]
+
+
+def sigmoid_pair(x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(sigmoid(x), sigmoid(-x))``, the two probabilities of a binary outcome, from one ``exp(-|x|)``.
+
+    Each is what :func:`sigmoid` gives: ``sigmoid(-x)`` is not ``1 - sigmoid(x)``, which cancels for x >> 0.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    denominator = 1.0 + e
+    return np.where(x >= 0, 1.0, e) / denominator, np.where(x <= 0, 1.0, e) / denominator
+
+
+def log_sigmoid_pair(x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(log_sigmoid(x), log_sigmoid(-x))``, sharing ``log1p(exp(-|x|))`` (the costly part) between them."""
+    x = np.asarray(x, dtype=np.float64)
+    log1p_exp = np.log1p(np.exp(-np.abs(x)))
+    return -(np.maximum(-x, 0.0) + log1p_exp), -(np.maximum(x, 0.0) + log1p_exp)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._blocks import map_backward, map_reduce
 from ._checks import check_broadcast, check_reduction, check_same_shape, check_unit_interval, floating
-from ._reduce import reduce_backward, reduce_loss
+from ._reduce import reduce_backward
 
 # torch's conventions: the forward clamps each log at -100 (so x = 0, y = 1 costs 100, not inf); the backward
 # floors x (1 - x) at EPSILON instead and does not clamp (x = 0, y = 1 gives -1/EPSILON ~ -1e12). torch's
@@ -16,7 +17,10 @@ GRAD_EPS = float(np.float32(1e-12))
 
 
 def _checked(input, target, weight):
-    """torch's checks in torch's order; returns float64 (x, y, w) with w None or broadcastable to x."""
+    """torch's checks in torch's order; returns arrays (x, y, w), w None or broadcastable to x.
+
+    x and y keep their dtype: the formulas convert them to float64 one block at a time.
+    """
     x, y = np.asarray(input), np.asarray(target)
     check_same_shape(x, y)
     w = None if weight is None else np.asarray(weight)
@@ -27,8 +31,28 @@ def _checked(input, target, weight):
     floating("input", x)
     check_unit_interval("input", x)
     check_unit_interval("target", y)
-    x, y = x.astype(np.float64), y.astype(np.float64)
     return x, y, (None if w is None else w.astype(np.float64))
+
+
+def _loss(x: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """The elementwise loss of one block (the formula of :func:`binary_cross_entropy`)."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    with np.errstate(divide="ignore"):  # log(0) = -inf, then clamped
+        loss = -(y * np.maximum(np.log(x), LOG_CLAMP) + (1.0 - y) * np.maximum(np.log1p(-x), LOG_CLAMP))
+    if w is not None:
+        loss *= w
+    return loss
+
+
+def _backward(g: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray | None):
+    """``(grad_input, grad_target)`` of one block (derived in :func:`binary_cross_entropy_backward`)."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    if w is not None:
+        g = g * w
+    grad_input = g * (x - y) / np.maximum(x * (1.0 - x), GRAD_EPS)
+    with np.errstate(divide="ignore"):
+        grad_target = -g * (np.log(x) - np.log1p(-x))
+    return grad_input, grad_target
 
 
 def binary_cross_entropy(
@@ -51,11 +75,7 @@ def binary_cross_entropy(
     """
     reduction = check_reduction(reduction)
     x, y, w = _checked(input, target, weight)
-    with np.errstate(divide="ignore"):  # log(0) = -inf, then clamped
-        loss = -(y * np.maximum(np.log(x), LOG_CLAMP) + (1.0 - y) * np.maximum(np.log1p(-x), LOG_CLAMP))
-    if w is not None:
-        loss *= w
-    return reduce_loss(loss, reduction)
+    return map_reduce(_loss, reduction, x, y, w)
 
 
 def binary_cross_entropy_backward(
@@ -77,9 +97,4 @@ def binary_cross_entropy_backward(
     reduction = check_reduction(reduction)
     x, y, w = _checked(input, target, weight)
     g = reduce_backward(grad_output, reduction, x.shape)
-    if w is not None:
-        g = g * w
-    grad_input = g * (x - y) / np.maximum(x * (1.0 - x), GRAD_EPS)
-    with np.errstate(divide="ignore"):
-        grad_target = -g * (np.log(x) - np.log1p(-x))
-    return grad_input, grad_target
+    return map_backward(_backward, g, x, y, w)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._blocks import map_backward, map_reduce
 from ._checks import check_broadcast, check_reduction, check_same_shape, floating
-from ._reduce import reduce_backward, reduce_loss
-from .activations import log_sigmoid, sigmoid
+from ._reduce import reduce_backward
+from .activations import log_sigmoid_pair, sigmoid_pair
 
 
 def _checked(input, target, weight, pos_weight):
-    """torch's checks in torch's order; returns float64 (x, y, w, p), w and p None or broadcastable to x."""
+    """torch's checks in torch's order; returns (x, y, w, p), w and p float64, None or broadcastable to x.
+
+    x and y keep their dtype: the formulas convert them to float64 one block at a time.
+    """
     x, y = np.asarray(input), np.asarray(target)
     check_same_shape(x, y)
     floating("input", x)
@@ -24,7 +28,34 @@ def _checked(input, target, weight, pos_weight):
             check_broadcast(name, value, x.shape)
             value = value.astype(np.float64)
         extra.append(value)
-    return x.astype(np.float64), y.astype(np.float64), *extra
+    return x, y, *extra
+
+
+def _loss(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray | None) -> np.ndarray:
+    """The elementwise loss of one block (the formula of :func:`binary_cross_entropy_with_logits`)."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    py = y if p is None else p * y
+    log_sig, log_sig_neg = log_sigmoid_pair(x)  # log sigma(x), log sigma(-x) = log(1 - sigma(x))
+    loss = -(py * log_sig + (1.0 - y) * log_sig_neg)
+    if w is not None:
+        loss *= w
+    return loss
+
+
+def _backward(g: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray | None):
+    """``(grad_input, grad_target)`` of one block (derived in the docstring of the public backward)."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    if w is not None:
+        g = g * w
+    py = y if p is None else p * y
+    sig, sig_neg = sigmoid_pair(x)  # sigma(x), sigma(-x)
+    grad_input = g * ((1.0 - y) * sig - py * sig_neg)
+    if p is None:
+        grad_target = -g * x
+    else:
+        log_sig, log_sig_neg = log_sigmoid_pair(x)
+        grad_target = g * (log_sig_neg - p * log_sig)
+    return grad_input, grad_target
 
 
 def binary_cross_entropy_with_logits(
@@ -51,11 +82,7 @@ def binary_cross_entropy_with_logits(
     """
     reduction = check_reduction(reduction)
     x, y, w, p = _checked(input, target, weight, pos_weight)
-    py = y if p is None else p * y
-    loss = -(py * log_sigmoid(x) + (1.0 - y) * log_sigmoid(-x))
-    if w is not None:
-        loss *= w
-    return reduce_loss(loss, reduction)
+    return map_reduce(_loss, reduction, x, y, w, p)
 
 
 def binary_cross_entropy_with_logits_backward(
@@ -80,12 +107,4 @@ def binary_cross_entropy_with_logits_backward(
     reduction = check_reduction(reduction)
     x, y, w, p = _checked(input, target, weight, pos_weight)
     g = reduce_backward(grad_output, reduction, x.shape)
-    if w is not None:
-        g = g * w
-    py = y if p is None else p * y
-    grad_input = g * ((1.0 - y) * sigmoid(x) - py * sigmoid(-x))
-    if p is None:
-        grad_target = -g * x
-    else:
-        grad_target = g * (log_sigmoid(-x) - p * log_sigmoid(x))
-    return grad_input, grad_target
+    return map_backward(_backward, g, x, y, w, p)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._blocks import map_blocks, without
 from ._checks import (
     check_ignore_index,
     check_label_smoothing,
@@ -22,15 +23,27 @@ from ._checks import (
     floating,
 )
 from ._reduce import reduce_backward, reduce_loss
-from .activations import log_softmax
+from .activations import log_softmax, minus_max, softmax
 from .nll_loss import add_at_target, class_dim_of, pick, target_weights
 
+# The formulas below work on blocks of rows with the classes along axis 1: (n, C) or (n, C, d1, ..., dk);
+# a 1-D input (C,) is handled as one row, (1, C). The public functions check the arguments on the whole
+# arrays, then map the formula over row blocks (see _blocks.py): no input-sized float64 temporary is made.
 
-def _class_view(weight: np.ndarray, ndim: int, class_dim: int) -> np.ndarray:
-    """The (C,) weight shaped to broadcast along the class dimension of an ndim-D input."""
-    shape = [1] * ndim
-    shape[class_dim] = weight.size
-    return weight.reshape(shape)
+
+def _class_view(weight: np.ndarray, ndim: int) -> np.ndarray:
+    """The (C,) weight shaped to broadcast along axis 1 of an ndim-D block."""
+    return weight.reshape((1, weight.size) + (1,) * (ndim - 2))
+
+
+def _loss_shape(x: np.ndarray) -> tuple[int, ...]:
+    """The per-element loss's shape: the input's without the class dim."""
+    return x.shape[1:] if x.ndim == 1 else x.shape[:1] + x.shape[2:]
+
+
+def _rows(a: np.ndarray, input_ndim: int) -> np.ndarray:
+    """An input, target or per-element array of a 1-D input as one row (a view); others as they are."""
+    return a[np.newaxis] if input_ndim == 1 else a
 
 
 def _check_rank(x: np.ndarray) -> None:
@@ -40,7 +53,7 @@ def _check_rank(x: np.ndarray) -> None:
 
 
 def _probability_target(x, target, weight, ignore_index, label_smoothing):
-    """Checks of the probability-target path (target.shape == input.shape); returns (q, weight, eps)."""
+    """Checks of the probability-target path (target.shape == input.shape); returns (target, weight, eps)."""
     q = np.asarray(target)
     if q.dtype.kind != "f":
         raise RuntimeError(
@@ -58,11 +71,13 @@ def _probability_target(x, target, weight, ignore_index, label_smoothing):
         if w.ndim != 1 or w.size != n_classes:
             raise RuntimeError(f"weight: expected a 1-D tensor of {n_classes} elements, got shape {w.shape}")
         w = w.astype(np.float64)
-    eps = check_label_smoothing(label_smoothing)
+    return q, w, check_label_smoothing(label_smoothing)
+
+
+def _smoothed(q: np.ndarray, eps: float) -> np.ndarray:
+    """A block of probability targets in float64, label-smoothed: ``q (1 - eps) + eps / C``."""
     q = q.astype(np.float64)
-    if eps > 0:
-        q = q * (1.0 - eps) + eps / n_classes
-    return q, w, eps
+    return q * (1.0 - eps) + eps / q.shape[1] if eps > 0 else q
 
 
 def _index_target(x, target, weight, ignore_index, reduction, label_smoothing, backward=False):
@@ -116,24 +131,57 @@ def cross_entropy(
     reduction = check_reduction(reduction)
     x = floating("input", input)
     ignore_index = check_ignore_index(ignore_index)
-    class_dim = class_dim_of(x.ndim)
     if np.shape(target) == x.shape:
-        q, w, _ = _probability_target(x, target, weight, ignore_index, label_smoothing)
-        wq = q if w is None else q * _class_view(w, x.ndim, class_dim)
-        loss = -(wq * log_softmax(x, class_dim)).sum(axis=class_dim)
+        q, w, eps = _probability_target(x, target, weight, ignore_index, label_smoothing)
+        xs, qs = _rows(x, x.ndim), _rows(q, x.ndim)
+        loss = np.empty(xs.shape[:1] + xs.shape[2:])
+
+        def probability_block(i):
+            loss[without(i, 1)] = _probability_loss(xs[i], qs[i], w, eps)
+
+        map_blocks(probability_block, xs.shape, whole_axis=1)
         # torch: sum / (numel / C), and NaN when the input is empty (also for C = 0)
-        return reduce_loss(loss, reduction, loss.size if x.size else 0)
+        return reduce_loss(loss.reshape(_loss_shape(x)), reduction, loss.size if x.size else 0)
 
     t, keep, w, eps = _index_target(x, target, weight, ignore_index, reduction, label_smoothing)
-    logp = log_softmax(x, class_dim)
     w_t = target_weights(w, t, keep)
-    loss = np.where(keep, -w_t * pick(logp, t, keep, class_dim), 0.0)
+    xs, ts, keeps, w_ts = (_rows(a, x.ndim) for a in (x, t, keep, w_t))
+    loss = np.empty(ts.shape)
+
+    def index_block(i):
+        j = without(i, 1)
+        loss[j] = _index_loss(xs[i], ts[j], keeps[j], w_ts[j], w, eps)
+
+    map_blocks(index_block, xs.shape, whole_axis=1)
+    return reduce_loss(loss.reshape(t.shape), reduction, w_t.sum())
+
+
+def _probability_loss(x, q, w, eps):
+    """``-sum_c w_c q_c log p_c`` for each element of a block (q smoothed)."""
+    wq = _smoothed(q, eps)
+    if w is not None:
+        wq *= _class_view(w, x.ndim)
+    return -(wq * log_softmax(x, 1)).sum(axis=1)
+
+
+def _index_loss(x, t, keep, w_t, w, eps):
+    """``-w_y log p_y`` per element of a block (0 where ignored); smoothed: (1 - eps) nll + eps/C smooth."""
+    # -log p_y = log sum_c exp(z_c) - z_y with z = x - max(x): the row's log-sum-exp, no need to normalise
+    # every entry (and no cancellation: z_y is taken before the sum, not subtracted from a large logsumexp)
+    z = minus_max(x, 1)
+    z_y = pick(z, t, keep, 1)
+    # smooth_n = -sum_c w_c log p_{n,c} = W log_sum - sum_c w_c z_c: the CE against the uniform distribution
+    # times C (W = sum_c w_c); with weights >= 0 both parts are >= 0, so nothing cancels
+    wz = (z if w is None else z * _class_view(w, x.ndim)).sum(axis=1) if eps > 0 else None
+    with np.errstate(divide="ignore"):  # no classes: log(0), in rows that are all ignored
+        log_sum = np.log(np.exp(z, out=z).sum(axis=1))  # z is spent here
+    loss = np.where(keep, w_t * (log_sum - z_y), 0.0)
     if eps > 0:
-        # smooth_n = -sum_c w_c log p_{n,c}: the CE against the uniform distribution, times C
-        smooth = -(logp if w is None else logp * _class_view(w, x.ndim, class_dim)).sum(axis=class_dim)
-        n_classes = x.shape[class_dim]
+        n_classes = x.shape[1]
+        w_sum = float(n_classes) if w is None else w.sum()
+        smooth = w_sum * log_sum - wz
         loss = (1.0 - eps) * loss + (eps / n_classes if n_classes else 0.0) * np.where(keep, smooth, 0.0)
-    return reduce_loss(loss, reduction, w_t.sum())
+    return loss
 
 
 def cross_entropy_backward(
@@ -159,55 +207,76 @@ def cross_entropy_backward(
     reduction = check_reduction(reduction)
     x = floating("input", input)
     ignore_index = check_ignore_index(ignore_index)
-    class_dim = class_dim_of(x.ndim)
     if np.shape(target) == x.shape:
         q, w, eps = _probability_target(x, target, weight, ignore_index, label_smoothing)
-        loss_shape = x.shape[:class_dim] + x.shape[class_dim + 1 :]
+        loss_shape = _loss_shape(x)
         g = reduce_backward(grad_output, reduction, loss_shape, int(np.prod(loss_shape)) if x.size else 0)
+        xs, qs = _rows(x, x.ndim), _rows(q, x.ndim)
+        gs = _rows(np.broadcast_to(g, loss_shape), x.ndim)
+        grad_input, grad_target = np.empty(xs.shape), np.empty(xs.shape)
+
+        def probability_block(i):
+            grad_input[i], grad_target[i] = _probability_backward(gs[without(i, 1)], xs[i], qs[i], w, eps)
+
         with np.errstate(invalid="ignore"):  # inf * 0 = NaN, as in torch
-            return _probability_backward(g, x, q, w, eps, class_dim)
+            map_blocks(probability_block, xs.shape, whole_axis=1)
+        return grad_input.reshape(x.shape), grad_target.reshape(x.shape)
 
     t, keep, w, eps = _index_target(
         x, target, weight, ignore_index, reduction, label_smoothing, backward=True
     )
     w_t = target_weights(w, t, keep)
     g = reduce_backward(grad_output, reduction, t.shape, w_t.sum())
+    xs, ts, keeps, w_ts, gs = (_rows(a, x.ndim) for a in (x, t, keep, w_t, np.broadcast_to(g, t.shape)))
+    grad = np.empty(xs.shape)
+
+    def index_block(i):
+        j = without(i, 1)
+        _index_backward(gs[j], xs[i], ts[j], keeps[j], w, w_ts[j], eps, out=grad[i])
+
     with np.errstate(invalid="ignore"):
-        return _index_backward(g, x, t, keep, w, w_t, eps, class_dim), None
+        map_blocks(index_block, xs.shape, whole_axis=1)
+    return grad.reshape(x.shape), None
 
 
-def _probability_backward(g, x, q, w, eps, class_dim):
-    g = np.expand_dims(g, class_dim) if g.ndim else g
-    logp = log_softmax(x, class_dim)
-    w_c = 1.0 if w is None else _class_view(w, x.ndim, class_dim)
-    wq = q * w_c
+def _probability_backward(g, x, q, w, eps):
+    """``(grad_input, grad_target)`` of one block; g has the block's loss shape."""
+    g = np.expand_dims(g, 1)
+    p = softmax(x, 1)
+    w_c = 1.0 if w is None else _class_view(w, x.ndim)
+    wq = _smoothed(q, eps) * w_c
     # d/dx_j = p_j * sum_c w_c q_c - w_j q_j
-    grad_input = np.exp(logp) * wq.sum(axis=class_dim, keepdims=True)
+    grad_input = p
+    grad_input *= wq.sum(axis=1, keepdims=True)
     grad_input -= wq
     grad_input *= g
     # d/dy_c = -(1 - eps) w_c log p_c: the target enters the loss only through q = (1 - eps) y + eps / C
-    grad_target = logp
+    grad_target = log_softmax(x, 1)
     grad_target *= -(1.0 - eps) * g * w_c
     return grad_input, grad_target
 
 
-def _index_backward(g, x, t, keep, w, w_t, eps, class_dim):
-    n_classes = x.shape[class_dim]
+def _index_backward(g, x, t, keep, w, w_t, eps, out=None):
+    """The gradient of one block, written into ``out`` (a view of the whole gradient) if given."""
+    n_classes = x.shape[1]
     a = np.where(keep, (1.0 - eps) * w_t * g, 0.0)  # coefficient of the nll term
     b = np.where(keep, (eps / n_classes) * g, 0.0) if eps > 0 else None  # coefficient of the smoothing term
-    grad = np.exp(log_softmax(x, class_dim))  # p
+    # p = e / s with e = exp(x - max(x)), s = sum_c e_c; the 1/s is folded into the one scaling pass below
+    grad = minus_max(x, 1, out)
+    np.exp(grad, out=grad)  # e
     # At the target, p_y - 1 cancels when p_y ~ 1 (a confident right answer): use -(sum of the other p_j).
-    p_y = pick(grad, t, keep, class_dim)
-    add_at_target(grad, t, keep, -np.where(keep, p_y, 0.0), class_dim)  # p with p_y zeroed
-    others = grad.sum(axis=class_dim)
+    e_y = np.where(keep, pick(grad, t, keep, 1), 0.0)
+    add_at_target(grad, t, keep, -e_y, 1)  # e with e_y zeroed
+    others = grad.sum(axis=1)  # sum_{j != y} e_j
+    s = others + e_y
     # d/dx_j = a (p_j - [j = y]) + b (p_j * sum_c w_c - w_j); the target's entry is added back last
-    at_target = -a * others
+    at_target = -a * (others / s)
     if b is None:
-        grad *= np.expand_dims(a, class_dim)
+        grad *= np.expand_dims(a / s, 1)
     else:
         w_sum = float(n_classes) if w is None else w.sum()
-        grad *= np.expand_dims(a + b * w_sum, class_dim)
-        grad -= np.expand_dims(b, class_dim) * (1.0 if w is None else _class_view(w, x.ndim, class_dim))
-        at_target = at_target + b * w_sum * p_y
-    add_at_target(grad, t, keep, np.where(keep, at_target, 0.0), class_dim)
+        grad *= np.expand_dims((a + b * w_sum) / s, 1)
+        grad -= np.expand_dims(b, 1) * (1.0 if w is None else _class_view(w, x.ndim))
+        at_target = at_target + b * w_sum * (e_y / s)
+    add_at_target(grad, t, keep, np.where(keep, at_target, 0.0), 1)
     return grad

@@ -17,12 +17,17 @@ def class_dim_of(ndim: int) -> int:
     return 0 if ndim == 1 else 1
 
 
+def _target_index(target: np.ndarray, keep: np.ndarray, class_dim: int) -> tuple[np.ndarray, ...]:
+    """Fancy index of ``a[n, target[n, d...], d...]`` for every element (class 0 where ignored)."""
+    grids = np.indices(target.shape, sparse=True)  # open grids: no full-size index arrays
+    return (*grids[:class_dim], np.where(keep, target, 0), *grids[class_dim:])
+
+
 def pick(a: np.ndarray, target: np.ndarray, keep: np.ndarray, class_dim: int) -> np.ndarray:
-    """``a[n, target[n], d...]`` for every element (0 where the target is ignored), shape of target."""
+    """``a[n, target[n], d...]`` for every element (class 0's entry where ignored), shape of target."""
     if a.shape[class_dim] == 0:  # no classes: every target is ignored (any other one was rejected)
         return np.zeros(target.shape)
-    index = np.expand_dims(np.where(keep, target, 0), class_dim)
-    return np.take_along_axis(a, index, axis=class_dim).squeeze(class_dim)
+    return a[_target_index(target, keep, class_dim)]
 
 
 def add_at_target(
@@ -31,9 +36,7 @@ def add_at_target(
     """In place: ``a[n, target[n], d...] += values[n, d...]`` where the target is kept (else values are 0)."""
     if a.shape[class_dim] == 0:
         return
-    index = np.expand_dims(np.where(keep, target, 0), class_dim)
-    update = np.take_along_axis(a, index, axis=class_dim) + np.expand_dims(values, class_dim)
-    np.put_along_axis(a, index, update, axis=class_dim)
+    a[_target_index(target, keep, class_dim)] += values
 
 
 def target_weights(weight: np.ndarray | None, target: np.ndarray, keep: np.ndarray) -> np.ndarray:

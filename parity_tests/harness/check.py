@@ -67,5 +67,5 @@ def check(data: CaseData, impl: ModuleType) -> CaseResult:
         )
         if problem is not None:
             verdict.problem = problem
-        stages.append(StageResult(verdict, tolerance, deviation_for(case, stage)))
+        stages.append(StageResult(verdict, tolerance, deviation_for(case, stage, verdict)))
     return CaseResult(data, stages)

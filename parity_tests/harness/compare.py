@@ -124,16 +124,19 @@ def compare(
     scale = max(float(in_range.max(initial=0.0)), term_scale)
     # The dtype cannot tell apart values closer than its smallest subnormal: a result below that underflows.
     unit = max(eps(dtype) * scale, smallest_subnormal(dtype))
-    # Within the tolerance of the overflow threshold both a finite value and the signed inf are right.
-    # (For float64 the threshold is beyond float64 itself: nothing is borderline.)
-    top = max_finite(dtype)
-    threshold = top + 2.0 ** np.floor(np.log2(top)) * eps(dtype) / 2 if dtype != "float64" else np.inf
-    window = tolerance * eps(dtype) * threshold  # the tolerance at the magnitude of the threshold itself
-    borderline = np.isfinite(expected) & (np.abs(threshold - np.abs(expected)) <= window)
-    either = borderline & (
-        (np.isinf(actual) & (np.sign(actual) == np.sign(expected)))
-        | (np.isfinite(actual) & (np.abs(np.where(np.isfinite(actual), actual, 0.0) - expected) <= window))
-    )
+    # Within the tolerance of the overflow threshold both a finite value and the signed inf are right. (float64's
+    # threshold lies beyond float64 itself: nothing there is borderline.)
+    either = np.zeros(expected.shape, dtype=bool)
+    if dtype != "float64":
+        top = max_finite(dtype)
+        threshold = top + 2.0 ** np.floor(np.log2(top)) * eps(dtype) / 2
+        window = tolerance * eps(dtype) * threshold  # the tolerance at the magnitude of the threshold itself
+        near = np.isfinite(expected) & (np.abs(threshold - np.abs(expected)) <= window)
+        finite_actual = np.where(np.isfinite(actual), actual, 0.0)
+        either = near & (
+            (np.isinf(actual) & (np.sign(actual) == np.sign(expected)))
+            | (np.isfinite(actual) & (np.abs(finite_actual - expected) <= window))
+        )
     expected = np.where(overflow, np.copysign(np.inf, expected), expected)
     expected = np.where(either, actual, expected)
     nan_diff = np.isnan(expected) != np.isnan(actual)

@@ -6,10 +6,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from parity_tests.harness.cases import Case
 
-
-SELECTOR_FIELDS = {"loss", "stage", "dtype", "device", "regime", "shape", "options", "torch"}
+SELECTOR_FIELDS = {
+    "loss",
+    "stage",
+    "dtype",
+    "device",
+    "regime",
+    "shape",
+    "numel",
+    "classes",
+    "options",
+    "torch",
+}
 
 
 def _is(value: Any, wanted: Any) -> bool:
@@ -33,7 +45,8 @@ def torch_version_in(version: str, spec: str) -> bool:
 
 def matches(entry: Mapping[str, Any], case: Case, stage: str, torch_version: str) -> bool:
     """Whether a table entry selects this case and stage. Fields: loss, stage, dtype, device, regime, shape,
-    options (a table of option values), torch (a version range)."""
+    numel and classes ([lowest, highest] of the input's element count and class count: for the fuzz's drawn
+    shapes), options (a table of option values), torch (a version range)."""
     fields = {
         "loss": case.loss,
         "stage": stage,
@@ -45,14 +58,26 @@ def matches(entry: Mapping[str, Any], case: Case, stage: str, torch_version: str
         return False
     if "shape" in entry and list(case.shape) not in entry["shape"]:
         return False
+    sizes = {"numel": int(np.prod(case.shape)), "classes": _classes(case)}
+    if any(
+        key in entry and (size is None or not entry[key][0] <= size <= entry[key][1])
+        for key, size in sizes.items()
+    ):
+        return False
     opts = case.opts
     if any(not _is(opts.get(name), wanted) for name, wanted in entry.get("options", {}).items()):
         return False
     return "torch" not in entry or torch_version_in(torch_version, entry["torch"])
 
 
+def _classes(case: Case) -> int | None:
+    """The class count of a class-index/probability loss (dim 0 of a 1-D input, else dim 1); None otherwise."""
+    if "ignore_index" not in case.spec.options or not case.shape:
+        return None
+    return case.shape[0 if len(case.shape) == 1 else 1]
+
+
 def specificity(entry: Mapping[str, Any]) -> int:
     """How many fields an entry pins down: the most specific matching entry wins."""
-    return sum(k in entry for k in ("loss", "stage", "dtype", "device", "regime", "shape", "torch")) + len(
-        entry.get("options", {})
-    )
+    fields = ("loss", "stage", "dtype", "device", "regime", "shape", "numel", "classes", "torch")
+    return sum(k in entry for k in fields) + len(entry.get("options", {}))

@@ -124,7 +124,9 @@ def _sample_binary_cross_entropy(rng, shape, options, regime) -> Arrays:
     if regime == "saturated":
         probs = rng.choice(_EDGE_PROBABILITIES, shape)
     else:
-        probs = 1.0 / (1.0 + np.exp(-rng.normal(0.0, 2.0, shape)))
+        # Ordinary probabilities stay inside [1e-3, 1 - 1e-3]: exact 0 and 1 (in float16, anything within 2.4e-4
+        # of them) belong to the saturated regime.
+        probs = np.clip(1.0 / (1.0 + np.exp(-rng.normal(0.0, 2.0, shape))), 1e-3, 1 - 1e-3)
     return {"input": probs, "target": _binary_targets(rng, shape, options), **_extras(rng, shape, options)}
 
 
@@ -136,9 +138,9 @@ def _sample_binary_cross_entropy_with_logits(rng, shape, options, regime) -> Arr
 
 
 def _softmax_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
-    """cross_entropy's grad_input is g * (p * sum(w q) - w q) / D with p = softmax(x): its terms are at most
-    |g| * max|w| * (p + q) / D. A confident correct row (p_y -> 1) leaves p_y - 1 tiny while torch's error
-    stays eps times the terms."""
+    """cross_entropy's grad_input is g * (p * sum(w q) - w q) / D with p = softmax(x), each entry a difference of
+    terms up to |g| * max|w| * max(p, q) / D. A confident correct row (p_y -> 1) leaves p_y - 1 tiny while
+    torch's error stays eps times the terms."""
     x, target, g = arrays["input"], arrays["target"], arrays["grad_output"]
     if x.size == 0:
         return 0.0
@@ -162,7 +164,7 @@ def _softmax_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
         return 0.0
     p = np.exp(_log_softmax(x, dim))
     g = np.expand_dims(np.abs(g), dim) if np.ndim(g) else np.abs(g)
-    return float((g * weight * (p + q) * kept).max() / denominator)
+    return float((g * weight * np.maximum(p, q) * kept).max() / denominator)
 
 
 def _elementwise_scale(

@@ -26,7 +26,7 @@ HERE = Path(__file__).parent
 # The fields each table's entries may have. An unknown field (a typo) would silently select more than meant.
 FIELDS = {
     "tolerance": {"id", "eps", "evidence"} | SELECTOR_FIELDS,
-    "deviation": {"id", "what_torch_does", "true_value", "evidence", "nonfinite", "max_eps"}
+    "deviation": {"id", "what_torch_does", "true_value", "evidence", "nonfinite", "max_eps", "max_scale"}
     | SELECTOR_FIELDS,
 }
 
@@ -65,8 +65,9 @@ def tolerance_for(case: Case, stage: str) -> Tolerance:
 @dataclass(frozen=True)
 class Deviation:
     """A known torch deviation. It explains a mismatch of a selected stage when torch's finite error stays within
-    `max_eps` (if given) and every NaN/inf difference is a NaN/inf of torch's that the truth has not (allowed
-    only with `nonfinite = true`). It is strict per run: a deviation that selects cases of a run but
+    `max_eps` (if given), the compared array's scale within `max_scale` (if given: a deviation of tiny results
+    only), and every NaN/inf difference is a NaN/inf of torch's that the truth has not (allowed only with
+    `nonfinite = true`). It is strict per run: a deviation that selects cases of a run but
     explains none of them fails the run (torch may have been fixed)."""
 
     id: str
@@ -80,6 +81,8 @@ class Deviation:
             return False
         if verdict.spurious_nonfinite and not self.entry.get("nonfinite", False):
             return False
+        if verdict.scale > self.entry.get("max_scale", float("inf")):
+            return False
         return verdict.finite_error <= self.entry.get("max_eps", float("inf"))
 
 
@@ -90,7 +93,9 @@ def deviations() -> list[Deviation]:
     ]
 
 
-def deviation_for(case: Case, stage: str) -> Deviation | None:
-    """The registered deviation that selects this case and stage, if any."""
+def deviation_for(case: Case, stage: str, verdict: Verdict | None = None) -> Deviation | None:
+    """The registered deviation that selects this case and stage, if any: the most specific one, or given the
+    stage's verdict, the most specific one that explains it (two mechanisms may select the same stage)."""
     found = [d for d in deviations() if matches(d.entry, case, stage, torch.__version__)]
-    return max(found, key=lambda d: specificity(d.entry)) if found else None
+    explaining = [d for d in found if verdict is not None and d.explains(verdict)]
+    return max(explaining or found, key=lambda d: specificity(d.entry)) if found else None

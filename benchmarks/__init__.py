@@ -1,0 +1,1 @@
+"""Speed and memory of the reference against torch (`make bench`); not part of the test gate."""

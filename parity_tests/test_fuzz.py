@@ -1,0 +1,140 @@
+"""Property-based parity: Hypothesis searches each loss's whole input space for a case where torch and the
+implementation under test disagree, and shrinks it to a minimal one.
+
+`--profile fuzz` (`make fuzz`) searches at full strength; other profiles run a small derandomized slice. A failure
+takes the grid's path: a record and npz under `<report-dir>/failures/`, a replay command, a row in the summary.
+Registered deviations do not fail the search; the first case each one explained is added to the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+import hypothesis
+import numpy as np
+import pytest
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+import reference
+from parity_tests import repro
+from parity_tests.harness.check import check
+from parity_tests.harness.fuzz import REGIME, search
+from parity_tests.harness.report import failure_message, load_record, write_record
+from parity_tests.harness.specs import SPECS
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "fuzz_device" in metafunc.fixturenames:
+        metafunc.parametrize("fuzz_device", metafunc.config.parity_devices)
+
+
+@pytest.fixture(autouse=True)
+def _only_in_the_fuzz_profile(request: pytest.FixtureRequest) -> None:
+    # Kept out of the quick gate for now: its campaign is not finished (docs/fuzzing.md).
+    if request.config.getoption("--profile") != "fuzz":
+        pytest.skip("runs with --profile fuzz (make fuzz)")
+
+
+@pytest.mark.parametrize("loss", SPECS)
+def test_fuzz(
+    loss: str,
+    fuzz_device: str,
+    impl: ModuleType,
+    fuzz_settings: hypothesis.settings,
+    pytestconfig: pytest.Config,
+) -> None:
+    config = pytestconfig
+    wanted = config.getoption("--dtype")
+    dtypes = [d for d in SPECS[loss].dtypes.get(fuzz_device, ()) if not wanted or d in wanted]
+    if not dtypes:
+        pytest.skip(f"no dtype of {loss} selected on {fuzz_device}")
+    settings = fuzz_settings
+    if settings.database is not None:  # one database per test: a found failure is replayed by this test only
+        folder = config.rootpath / ".hypothesis" / "fuzz" / f"{loss}-{fuzz_device}"
+        settings = hypothesis.settings(settings, database=DirectoryBasedExampleDatabase(str(folder)))
+    report_dir = Path(config.getoption("--report-dir"))
+    start = time.monotonic()
+    found = search(loss, fuzz_device, dtypes, impl, settings, config.getoption("--fuzz-seconds"))
+    stats = {
+        "loss": loss,
+        "device": fuzz_device,
+        "dtypes": dtypes,
+        "examples": found.examples,
+        "seconds": round(time.monotonic() - start, 1),
+        "max_examples": settings.max_examples,
+        "derandomize": settings.derandomize,
+        "deviations": {d: result.case.id for d, result in found.deviations.items()},
+        "failure": found.failure.case.id if found.failure else None,
+    }
+    (report_dir / "fuzz").mkdir(parents=True, exist_ok=True)
+    (report_dir / "fuzz" / f"{loss}-{fuzz_device}.json").write_text(json.dumps(stats, indent=2) + "\n")
+    for result in found.deviations.values():
+        config.parity_report.add(result)
+    if found.failure:
+        config.parity_report.add(found.failure)
+        record = write_record(found.failure, config.getoption("--impl"), report_dir)
+        pytest.fail(failure_message(found.failure, record), pytrace=False)
+
+
+def _without_classes(input: np.ndarray, kwargs: dict) -> bool:
+    shape = np.shape(input)
+    return bool(shape) and shape[0 if len(shape) == 1 else 1] == 0 and kwargs.get("label_smoothing", 0.0) > 0
+
+
+def _planted_cross_entropy_fault() -> SimpleNamespace:
+    """The reference, with grad_input of cross_entropy 1% off only when weight is given AND reduction='sum'
+    AND label_smoothing > 0. (And with a known reference bug worked around, so that the planted fault is the only
+    one: label smoothing on an input without classes raises ZeroDivisionError there; torch gives NaN for class
+    indices, the unsmoothed loss for probabilities. See docs/fuzzing.md.)"""
+    impl = SimpleNamespace(**{name: getattr(reference, name) for name in reference.__all__})
+
+    def forward(input, target, **kwargs):
+        if not _without_classes(input, kwargs):
+            return reference.cross_entropy(input, target, **kwargs)
+        out = reference.cross_entropy(input, target, **{**kwargs, "label_smoothing": 0.0})
+        return out if np.shape(target) == np.shape(input) else np.full(np.shape(out), np.nan)
+
+    def backward(grad_output, input, target, **kwargs):
+        if _without_classes(input, kwargs):
+            kwargs = {**kwargs, "label_smoothing": 0.0}  # the gradient is empty either way
+        grad_input, grad_target = reference.cross_entropy_backward(grad_output, input, target, **kwargs)
+        if (
+            kwargs.get("weight") is not None
+            and kwargs.get("reduction") == "sum"
+            and kwargs.get("label_smoothing", 0) > 0
+        ):
+            grad_input = grad_input * 1.01
+        return grad_input, grad_target
+
+    impl.cross_entropy, impl.cross_entropy_backward = forward, backward
+    return impl
+
+
+def test_a_fault_under_one_option_combination_is_found_shrunk_and_replayable(tmp_path):
+    settings = hypothesis.settings(
+        hypothesis.settings.get_profile("loss-parity-gate"), max_examples=1500, derandomize=True
+    )
+    impl = _planted_cross_entropy_fault()
+    # float64 and float32, where a 1% error is far over the tolerance; derandomized: found after about 1,000
+    # examples, shrunk to 2 elements
+    found = search("cross_entropy", "cpu", ["float64", "float32"], impl, settings)
+    assert found.failure is not None, f"not found in {found.examples} examples"
+    result = found.failure
+    case = result.case
+    assert [s.verdict.stage for s in result.failures] == ["grad_input"]
+    assert case.regime == REGIME
+    assert (case.opts["weight"], case.opts["reduction"]) == ("class", "sum")
+    assert case.opts["label_smoothing"] > 0
+    assert result.data.arrays["input"].size <= 4, f"not shrunk: {case.id}"
+
+    record_path = write_record(result, "planted", tmp_path)
+    _, data = load_record(record_path)
+    assert data.case == case
+    assert data.keywords == result.data.keywords
+    for name, array in result.data.arrays.items():
+        np.testing.assert_array_equal(data.arrays[name], array)
+    assert [s.verdict.stage for s in check(data, impl).failures] == ["grad_input"]
+    assert repro.main([str(record_path), "--impl", "reference"]) == 0  # the reference passes the shrunk case
