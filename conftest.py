@@ -52,7 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.parity_devices = run
     plugin = ReportPlugin(config)
-    plugin.header = {**run_header(config, run, absent), "fuzz": _fuzz_header(config)}
+    plugin.header = run_header(config, run, absent)
+    if config.getoption("--profile") == "fuzz":
+        plugin.header["fuzz"] = _fuzz_header(config)
     plugin.absent = absent
     config.parity_report = plugin
     config.pluginmanager.register(plugin, "parity-report")
