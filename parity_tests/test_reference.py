@@ -536,6 +536,14 @@ def test_all_ignored(loss: str, kwargs: dict, target: list[int]) -> None:
     assert_close(forward(x, y, reduction="none", **kwargs), np.zeros(3), rtol=0, what="'none', all ignored")
 
 
+def test_smoothed_mean_over_zero_total_weight_is_nan() -> None:
+    """torch divides the NLL part by the kept targets' total weight on its own: 0 / 0 = NaN, even though the
+    smoothing term over the other classes is not 0."""
+    x = _rng("zero-weight-smoothing").normal(size=(2, 3))
+    loss = cross_entropy(x, np.array([0, 0]), weight=np.array([0.0, 1.0, 2.0]), label_smoothing=0.1)
+    assert np.isnan(loss)
+
+
 def test_bce_clamps_log_at_minus_100_but_not_the_gradient() -> None:
     """torch: the forward clamps log(x) and log(1-x) at -100 (so x=0, y=1 costs 100, and 0 * log 0 is 0,
     not NaN); the backward divides by max(x(1-x), 1e-12) (-1e12 there); the target's, -logit(x), is +-inf."""

@@ -153,7 +153,11 @@ def cross_entropy(
         loss[j] = _index_loss(xs[i], ts[j], keeps[j], w_ts[j], w, eps)
 
     map_blocks(index_block, xs.shape, whole_axis=1)
-    return reduce_loss(loss.reshape(t.shape), reduction, w_t.sum())
+    total_weight = w_t.sum()
+    if reduction == "mean" and not total_weight:
+        # torch divides the NLL part by the total weight on its own: 0 / 0 = NaN, whatever the smoothing adds
+        return np.asarray(np.nan)
+    return reduce_loss(loss.reshape(t.shape), reduction, total_weight)
 
 
 def _probability_loss(x, q, w, eps):
