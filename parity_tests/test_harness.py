@@ -156,7 +156,7 @@ def test_a_wrong_mean_denominator_is_caught(dtype):
 def test_a_mishandled_ignore_index_is_caught():
     # The fault: ignore_index forgotten (treated as the default -100 while the case ignores class 1).
     c = case("cross_entropy", "float32", ignore_index=1, reduction="mean")
-    result = check(build(c), planted("cross_entropy", "none", lambda a: a, ignore_index=-100))
+    result = check(build(c), planted("cross_entropy", "loss", lambda a: a, ignore_index=-100))
     assert {s.verdict.stage for s in result.failures} == {"loss", "grad_input"}
 
 
@@ -268,11 +268,13 @@ def test_a_misspelt_selector_field_is_rejected(tmp_path, monkeypatch):
     (tmp_path / "deviations.toml").write_text('[[deviation]]\nid = "x"\ndtypes = "float16"\nevidence = "e"\n')
     monkeypatch.setattr(tables, "HERE", tmp_path)
     tables._load.cache_clear()
+    tables.deviations.cache_clear()
     try:
         with pytest.raises(ValueError, match="unknown fields"):
             tables.deviations()
     finally:
         tables._load.cache_clear()
+        tables.deviations.cache_clear()
 
 
 @pytest.mark.parametrize(

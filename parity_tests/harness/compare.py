@@ -39,11 +39,6 @@ class Verdict:
     scale: float
     problem: str | None = None  # a structural failure: missing stage, wrong shape
 
-    @property
-    def headroom(self) -> float:
-        """worst error / tolerance: 1.0 is at the limit; a tolerance far above what is seen shows as << 1."""
-        return self.error / self.tolerance if self.tolerance else float(self.error > 0)
-
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -86,6 +86,7 @@ class Deviation:
         return verdict.finite_error <= self.entry.get("max_eps", float("inf"))
 
 
+@cache
 def deviations() -> list[Deviation]:
     return [
         Deviation(e["id"], e["what_torch_does"], e["true_value"], e["evidence"], e)
