@@ -1,4 +1,5 @@
-"""Forward and gradient parity: torch against the implementation under test, for every case of the grid."""
+"""Forward and gradient parity: torch against the implementation under test, for every case of the grid; on a
+device other than cpu, also torch there against torch on cpu."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from types import ModuleType
 
 import pytest
 
+from parity_tests.harness import devices
 from parity_tests.harness.cases import Case, build
 from parity_tests.harness.check import check
 from parity_tests.harness.report import failure_message, write_record
@@ -14,11 +16,17 @@ from parity_tests.harness.report import failure_message, write_record
 
 def test_parity(case: Case, impl: ModuleType, request: pytest.FixtureRequest) -> None:
     config = request.config
-    result = check(build(case), impl)
+    too_big = devices.unfit(case)
+    if too_big:
+        pytest.skip(f"does not fit: {too_big}")
+    try:
+        result = check(build(case), impl)
+    finally:
+        devices.release(case)
     config.parity_report.add(result)
     if result.failures:
         record = write_record(result, config.getoption("--impl"), Path(config.getoption("--report-dir")))
         pytest.fail(failure_message(result, record), pytrace=False)
-    reproduced = [s.deviation.id for s in result.stages if s.status == "deviation"]
+    reproduced = sorted({s.deviation.id for s in result.stages if s.status == "deviation"})
     if reproduced:
         pytest.xfail(f"registered torch deviation: {', '.join(reproduced)}")

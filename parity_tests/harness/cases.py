@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from parity_tests.harness.dtypes import NUMPY_DTYPES, round_to
-from parity_tests.harness.specs import SPECS, LossSpec, Shape
+from parity_tests.harness.specs import GPU_DTYPES, SPECS, LossSpec, Shape
 
 # Options that are handed to the loss as they are (the rest describe how inputs are drawn).
 _KEYWORDS = ("ignore_index", "reduction", "label_smoothing")
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "full", "gpu")
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,9 @@ def _option_grid(spec: LossSpec) -> Iterator[dict[str, Any]]:
 
 def grid(profile: str, devices: list[str], dtypes: list[str] | None = None) -> Iterator[Case]:
     """Every case of a profile. quick: every option combination on the quick shapes in the ordinary regime,
-    and on a few of them in the other regimes. full: every combination, shape and regime, two seeds."""
+    and on a few of them in the other regimes. full: every combination, shape and regime, two seeds. gpu: the
+    device-scale shapes with their few option combinations, float32 and bfloat16 (a case that does not fit in
+    the free memory of its device or of this host is skipped with the reason, see `devices.unfit`)."""
     if profile not in PROFILES:
         raise ValueError(f"profile: {profile!r} is not one of {PROFILES}")
     for spec in SPECS.values():
@@ -141,23 +143,28 @@ def grid(profile: str, devices: list[str], dtypes: list[str] | None = None) -> I
             for dtype in spec.dtypes.get(device, ()):
                 if dtypes and dtype not in dtypes:
                     continue
-                for options in _option_grid(spec):
-                    for regime in spec.regimes:
-                        if profile == "full":
-                            shapes, seeds = spec.shapes + spec.extra_shapes, (0, 1)
-                        else:
-                            shapes = spec.shapes if regime == spec.regimes[0] else spec.regime_shapes
-                            seeds = (0,)
-                        for shape in shapes:
-                            if not spec.valid(options, shape, regime):
-                                continue
-                            for seed in seeds:
-                                yield Case(
-                                    spec.name,
-                                    tuple(sorted(options.items())),
-                                    shape,
-                                    regime,
-                                    dtype,
-                                    device,
-                                    seed,
-                                )
+                for options, regime, shape, seed in _profile_cases(spec, profile, dtype):
+                    if spec.valid(options, shape, regime):
+                        yield Case(
+                            spec.name, tuple(sorted(options.items())), shape, regime, dtype, device, seed
+                        )
+
+
+def _profile_cases(
+    spec: LossSpec, profile: str, dtype: str
+) -> Iterator[tuple[Mapping[str, Any], str, Shape, int]]:
+    if profile == "gpu":
+        if dtype in GPU_DTYPES:
+            for shape, options in spec.gpu_cases:
+                yield options, spec.regimes[0], shape, 0
+        return
+    for options in _option_grid(spec):
+        for regime in spec.regimes:
+            if profile == "full":
+                shapes, seeds = spec.shapes + spec.extra_shapes, (0, 1)
+            else:
+                shapes = spec.shapes if regime == spec.regimes[0] else spec.regime_shapes
+                seeds = (0,)
+            for shape in shapes:
+                for seed in seeds:
+                    yield options, regime, shape, seed

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
+
+import numpy as np
 
 from parity_tests.harness.cases import CaseData
 from parity_tests.harness.compare import Verdict, compare
@@ -16,13 +19,18 @@ class StageResult:
     verdict: Verdict
     tolerance: Tolerance
     deviation: Deviation | None  # a registered torch deviation selecting this stage: it is expected to fail
+    # A cross-device stage: `deviation` is one side's registered deviation from the truth, and explains any
+    # disagreement between the devices.
+    cross_device: bool = False
 
     @property
     def status(self) -> str:
         """pass; deviation (a mismatch that a registered deviation explains); or fail."""
         if self.verdict.ok:
             return "pass"
-        return "deviation" if self.deviation and self.deviation.explains(self.verdict) else "fail"
+        if self.deviation and (self.cross_device or self.deviation.explains(self.verdict)):
+            return "deviation"
+        return "fail"
 
 
 @dataclass
@@ -40,7 +48,17 @@ class CaseResult:
         return [s for s in self.stages if s.status == "fail"]
 
 
+BASELINE = "cpu"  # the device every other device is compared with
+
+
+def versus(stage: str) -> str:
+    """The name of a cross-device stage: torch on the case's device against torch on the baseline."""
+    return f"{stage} vs {BASELINE}"
+
+
 def check(data: CaseData, impl: ModuleType) -> CaseResult:
+    """Each stage of torch on the case's device against the implementation; on a device other than the baseline,
+    also each stage of torch there against torch on the baseline (`versus`), under its own tolerance."""
     case = data.case
     actual = run_torch(data)
     try:
@@ -49,21 +67,49 @@ def check(data: CaseData, impl: ModuleType) -> CaseResult:
     except Exception as exc:  # the implementation failed on an input torch accepts: every stage fails
         expected = dict.fromkeys(STAGES)
         problem = f"the implementation raised {type(exc).__name__}: {exc}"
-    stages = []
-    for stage in STAGES:
-        if actual[stage] is None and expected[stage] is None:  # a stage neither side has
-            continue
-        tolerance = tolerance_for(case, stage)
-        term_scale = case.spec.term_scales.get(stage)
-        verdict = compare(
-            stage,
-            expected[stage],
-            actual[stage],
-            case.dtype,
-            tolerance.eps,
-            term_scale(data.arrays, data.keywords) if term_scale else 0.0,
-        )
-        if problem is not None:
-            verdict.problem = problem
-        stages.append(StageResult(verdict, tolerance, deviation_for(case, stage, verdict)))
+    term_scales = {stage: scale(data.arrays, data.keywords) for stage, scale in case.spec.term_scales.items()}
+    stages = [
+        _parity(data, stage, expected[stage], actual[stage], problem, term_scales.get(stage, 0.0))
+        for stage in STAGES
+    ]
+    stages = [s for s in stages if s is not None]
+    if case.device != BASELINE:
+        baseline = run_torch(data, BASELINE)
+        on_baseline = dataclasses.replace(data, case=dataclasses.replace(case, device=BASELINE))
+        for here in list(stages):
+            stage = here.verdict.stage
+            there = _parity(
+                on_baseline, stage, expected[stage], baseline[stage], problem, term_scales.get(stage, 0.0)
+            )
+            stages.append(_consistency(data, here, there, baseline[stage], actual[stage]))
     return CaseResult(data, stages)
+
+
+def _parity(
+    data: CaseData, stage: str, expected, actual, problem: str | None, term_scale: float
+) -> StageResult | None:
+    if actual is None and expected is None:  # a stage neither side has
+        return None
+    case = data.case
+    tolerance = tolerance_for(case, stage)
+    verdict = compare(stage, expected, actual, case.dtype, tolerance.eps, term_scale)
+    if problem is not None:
+        verdict.problem = problem
+    return StageResult(verdict, tolerance, deviation_for(case, stage, verdict))
+
+
+def _consistency(
+    data: CaseData, here: StageResult, there: StageResult | None, baseline, actual
+) -> StageResult:
+    """torch on the device against torch on the baseline, judged at the scale of the truth (the parity
+    verdict's). A disagreement is a registered deviation's where one side deviates from the truth in that
+    registered way and the other side deviates in a registered way too or is right; otherwise a disagreement
+    beyond the tolerance fails."""
+    case, stage = data.case, versus(here.verdict.stage)
+    tolerance = tolerance_for(case, stage)
+    scale = here.verdict.scale if np.isfinite(here.verdict.scale) else 0.0
+    verdict = compare(stage, baseline, actual, case.dtype, tolerance.eps, scale)
+    sides = [s for s in (here, there) if s is not None]
+    explained = not verdict.ok and all(s.status != "fail" for s in sides)
+    deviation = next((s.deviation for s in sides if s.status == "deviation"), None) if explained else None
+    return StageResult(verdict, tolerance, deviation, cross_device=True)

@@ -9,12 +9,15 @@ NaN and +-inf positions must agree exactly; an expected value outside the dtype'
 
 from __future__ import annotations
 
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from parity_tests.harness.dtypes import eps, max_finite, round_to, smallest_subnormal, ulp
+from parity_tests.harness.threads import THREADS
 
 
 @dataclass
@@ -112,7 +115,61 @@ def compare(
             f"shape {actual.shape} from torch, {expected.shape} from the implementation",
             expected.size,
         )
+    if expected.size > CHUNK:
+        return _compare_in_chunks(stage, expected, actual, dtype, tolerance, term_scale)
+    return _compare(stage, expected, actual, dtype, tolerance, term_scale)
 
+
+# Elements compared at once: the comparison's temporaries of a device-scale array (a billion logits) stay
+# within a few hundred MB instead of many copies of the array; the chunks go to every core (NumPy and torch
+# release the GIL in their kernels).
+CHUNK = 1 << 22
+
+
+def _compare_in_chunks(
+    stage: str, expected: np.ndarray, actual: np.ndarray, dtype: str, tolerance: float, term_scale: float
+) -> Verdict:
+    """`_compare` over consecutive chunks of the flattened arrays, at the scale of the whole array."""
+    flat_expected, flat_actual = expected.reshape(-1), actual.reshape(-1)
+    starts = range(0, expected.size, CHUNK)
+    with ThreadPoolExecutor(THREADS) as pool:
+        maxima = pool.map(lambda i: _in_range_max(flat_expected[i : i + CHUNK], dtype), starts)
+        scale = max(term_scale, *maxima)
+        verdicts = pool.map(
+            lambda i: _compare(
+                stage, flat_expected[i : i + CHUNK], flat_actual[i : i + CHUNK], dtype, tolerance, scale
+            ),
+            starts,
+        )
+        parts = list(zip(starts, verdicts, strict=True))
+    # The worst chunk: one with a NaN/inf difference first, then the largest error.
+    start, worst = max(
+        parts, key=lambda p: (p[1].nan_mismatches + p[1].inf_mismatches > 0, p[1].finite_error)
+    )
+    merged = dataclasses.replace(
+        worst,
+        ok=all(v.ok for _, v in parts),
+        error=max(v.error for _, v in parts),
+        finite_error=max(v.finite_error for _, v in parts),
+        max_abs_error=max(v.max_abs_error for _, v in parts),
+        max_rel_error=max(v.max_rel_error for _, v in parts),
+        worst_index=tuple(int(i) for i in np.unravel_index(start + worst.worst_index[0], expected.shape)),
+        total=expected.size,
+    )
+    for count in ("mismatches", "nan_mismatches", "inf_mismatches", "spurious_nonfinite"):
+        setattr(merged, count, sum(getattr(v, count) for _, v in parts))
+    return merged
+
+
+def _in_range_max(expected: np.ndarray, dtype: str) -> float:
+    """The largest finite |expected| that the dtype can represent (a true value beyond its range is +-inf)."""
+    overflow = np.isfinite(expected) & np.isinf(round_to(expected, dtype))
+    return float(np.abs(expected[np.isfinite(expected) & ~overflow]).max(initial=0.0))
+
+
+def _compare(
+    stage: str, expected: np.ndarray, actual: np.ndarray, dtype: str, tolerance: float, term_scale: float
+) -> Verdict:
     # What torch can represent: a true value beyond the dtype's range is +-inf there.
     overflow = np.isfinite(expected) & np.isinf(round_to(expected, dtype))
     in_range = np.abs(expected[np.isfinite(expected) & ~overflow])

@@ -50,6 +50,9 @@ def cause(stage: StageResult) -> str:
     return "over tolerance"
 
 
+MAX_NPZ_BYTES = 256 << 20
+
+
 def write_record(result: CaseResult, impl: str, report_dir: Path) -> Path:
     """The JSON record and the npz of inputs of a failing case; returns the JSON's path."""
     case = result.case
@@ -58,7 +61,10 @@ def write_record(result: CaseResult, impl: str, report_dir: Path) -> Path:
     folder = report_dir / "failures"
     folder.mkdir(parents=True, exist_ok=True)
     json_path, npz_path = folder / f"{case.id}.json", folder / f"{case.id}.npz"
-    np.savez(npz_path, **result.data.arrays)
+    # A device-scale case's inputs are GBs: the record names its case instead, whose seed rebuilds them exactly.
+    stored = sum(a.nbytes for a in result.data.arrays.values()) <= MAX_NPZ_BYTES
+    if stored:
+        np.savez(npz_path, **result.data.arrays)
     v = first.verdict
     record = {
         "case_id": case.id,
@@ -88,7 +94,7 @@ def write_record(result: CaseResult, impl: str, report_dir: Path) -> Path:
         "keywords": result.data.keywords,
         "impl": impl,
         "versions": versions(case.device),
-        "inputs_file": npz_path.name,
+        "inputs_file": npz_path.name if stored else None,
         "repro": repro_command(json_path),
     }
     json_path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
@@ -104,13 +110,17 @@ def _jsonable(value: Any) -> Any:
 
 
 def load_record(path: Path) -> tuple[dict[str, Any], CaseData]:
-    """A record and the exact inputs it was written with."""
-    from parity_tests.harness.cases import Case
+    """A record and the exact inputs it was written with (from its npz, or rebuilt from its case's seed where the
+    inputs were too large to store)."""
+    from parity_tests.harness.cases import Case, build
 
     record = json.loads(path.read_text())
+    case = Case.from_json(record)
+    if record["inputs_file"] is None:
+        return record, build(case)
     with np.load(path.parent / record["inputs_file"]) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    return record, CaseData(Case.from_json(record), arrays, record["keywords"])
+    return record, CaseData(case, arrays, record["keywords"])
 
 
 def failure_message(result: CaseResult, record: Path) -> str:
@@ -172,9 +182,13 @@ class ReportPlugin:
                     f.unlink()
 
     def add(self, result: CaseResult) -> None:
+        self.add_row("parity", summary_row(result))
+
+    def add_row(self, kind: str, row: dict[str, Any]) -> None:
+        """One result line for the summary: kind "parity" (a case), "determinism" or "invalid"."""
         self.rows_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.rows_file, "a") as f:
-            f.write(json.dumps(summary_row(result), default=_jsonable) + "\n")
+            f.write(json.dumps({"kind": kind, **row}, default=_jsonable) + "\n")
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -182,14 +196,12 @@ class ReportPlugin:
             return
         if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.absent:
             session.exitstatus = pytest.ExitCode.OK  # an absent device collects nothing: not an error
-        rows = []
-        for path in sorted((self.dir / ".results").glob("*.jsonl")):
-            rows += [json.loads(line) for line in path.read_text().splitlines() if line]
+        rows = read_rows(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.unreproduced = unreproduced(rows)
+        self.unreproduced = unreproduced(rows["parity"])
         if self.unreproduced:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        markdown = render_summary(rows, self.header)
+        markdown = render_all(rows, self.header)
         (self.dir / "summary.md").write_text(markdown)
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if step_summary:
@@ -209,6 +221,24 @@ class ReportPlugin:
                 "is fixed there, narrow or remove it in deviations.toml",
                 red=True,
             )
+
+
+def read_rows(report_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """The result lines of a run, by kind."""
+    rows = defaultdict(list)
+    for path in sorted((report_dir / ".results").glob("*.jsonl")):
+        for line in filter(None, path.read_text().splitlines()):
+            row = json.loads(line)
+            rows[row.pop("kind")].append(row)
+    return rows
+
+
+def render_all(rows: dict[str, list[dict[str, Any]]], header: dict[str, Any]) -> str:
+    return (
+        render_summary(rows["parity"], header)
+        + render_determinism(rows["determinism"])
+        + render_invalid(rows["invalid"])
+    )
 
 
 def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
@@ -252,7 +282,8 @@ def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
         "## Parity matrix",
         "",
         "Worst error / tolerance over the cases of each loss and stage (headroom: above 1 fails); the worst "
-        "error in eps of the dtype in brackets. Stages that a registered deviation selects are left out here.",
+        "error in eps of the dtype in brackets. Stages that a registered deviation selects are left out here. "
+        "`<stage> vs cpu`: torch on the device against torch on cpu, in eps at the scale of the truth.",
         "",
     ]
     dtypes = sorted({k[2] for k in worst}, key=["float64", "float32", "float16", "bfloat16"].index)
@@ -280,6 +311,69 @@ def render_summary(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def render_determinism(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    out = [
+        "",
+        "## Determinism",
+        "",
+        "The same call repeated on the same inputs, compared bitwise. A path torch documents as nondeterministic "
+        "(it warns under `torch.use_deterministic_algorithms`) is reported; a difference elsewhere fails.",
+        "",
+        "| device | cases | bitwise identical | differing, documented by torch | differing, undocumented | "
+        "flagged by torch, identical here |",
+        "|---|---|---|---|---|---|",
+    ]
+    for device in sorted({r["device"] for r in rows}):
+        mine = [r for r in rows if r["device"] == device]
+        counts = [
+            len(mine),
+            sum(not r["differing"] for r in mine),
+            sum(bool(r["differing"]) and bool(r["documented"]) for r in mine),
+            sum(bool(r["differing"]) and not r["documented"] for r in mine),
+            sum(not r["differing"] and bool(r["documented"]) for r in mine),
+        ]
+        out.append(f"| {device} | " + " | ".join(map(str, counts)) + " |")
+    flagged = sorted({(r["device"], r["loss"], r["documented"]) for r in rows if r["documented"]})
+    differing = [r for r in rows if r["differing"]]
+    if flagged:
+        out += ["", "Paths torch flags as nondeterministic:", ""]
+        out += [f"- {device}, {loss}: {message.splitlines()[0]}" for device, loss, message in flagged]
+    if differing:
+        out += ["", "Cases whose bits changed between repeats:", ""]
+        out += [
+            f"- `{r['case_id']}`: {', '.join(r['differing'])}"
+            + ("" if r["documented"] else " **(not documented by torch)**")
+            for r in differing[:40]
+        ]
+        if len(differing) > 40:
+            out.append(f"- ... and {len(differing) - 40} more")
+    return "\n".join(out) + "\n"
+
+
+def render_invalid(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    out = [
+        "",
+        "## Invalid inputs per device",
+        "",
+        "What torch does with inputs that its kernels check (`harness/invalid.py`): `error:<class>` at the call, "
+        "`assert` (a device-side assert, run in a subprocess), `silent` (a result).",
+        "",
+        "| input | loss | device | recorded | observed | message |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["name"], r["device"])):
+        mark = "" if r["outcome"] == r["expected"] else " **differs**"
+        message = r.get("message", "").replace("|", "/")[:100]
+        out.append(
+            f"| {r['name']} | {r['loss']} | {r['device']} | {r['expected']} | {r['outcome']}{mark} | {message} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def unreproduced(rows: list[dict[str, Any]]) -> list[str]:
     """Deviations that selected stages in this run but explained none of them."""
     seen: dict[str, bool] = {}
@@ -298,3 +392,12 @@ def run_header(config: pytest.Config, run: list[str], absent: list[str]) -> dict
         "devices": ", ".join(run) + (f" (absent here: {', '.join(absent)})" if absent else ""),
         "versions": f"torch {torch.__version__}, numpy {np.__version__}, python {sys.version.split()[0]}",
     }
+
+
+if __name__ == "__main__":
+    # python -m parity_tests.harness.report REPORT_DIR: the summary of a run that was stopped before its end
+    # (a time limit), from the result lines its workers had written.
+    report_dir = Path(sys.argv[1])
+    header = {"note": "written after the run from its result lines: the run was stopped before its end"}
+    (report_dir / "summary.md").write_text(render_all(read_rows(report_dir), header))
+    print(f"loss-parity: summary in {report_dir / 'summary.md'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -9,13 +10,15 @@ import torch
 
 from parity_tests.harness.cases import CaseData
 from parity_tests.harness.dtypes import TORCH_DTYPES
+from parity_tests.harness.threads import THREADS
 
 STAGES = ("loss", "grad_input", "grad_target")
 Outputs = dict[str, np.ndarray | None]  # stage -> float64 array (None: the stage does not exist)
 
 
 def _to_numpy(tensor: torch.Tensor | None) -> np.ndarray | None:
-    return None if tensor is None else tensor.detach().to("cpu", torch.float64).numpy()
+    # To the host first, then float64 there: not a float64 copy on the device.
+    return None if tensor is None else tensor.detach().cpu().to(torch.float64).numpy()
 
 
 def run_torch(data: CaseData, device: str | None = None) -> Outputs:
@@ -26,8 +29,22 @@ def run_torch(data: CaseData, device: str | None = None) -> Outputs:
 
     def tensor(name: str) -> torch.Tensor:
         array = data.arrays[name]
-        return torch.from_numpy(array).to(device, dtype if array.dtype.kind == "f" else None)
+        # Converted on the host: a float64 copy on the device would be the biggest array of a large case.
+        host = torch.from_numpy(array)
+        return (host.to(dtype) if array.dtype.kind == "f" else host).to(device)
 
+    # The suite runs torch single-threaded (conftest.py); a device-scale case on cpu gets the host's cores.
+    threads = torch.get_num_threads()
+    if device == "cpu" and data.arrays["input"].size >= 1 << 24:
+        torch.set_num_threads(THREADS)
+    try:
+        return _forward_backward(data, tensor)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _forward_backward(data: CaseData, tensor: Callable[[str], torch.Tensor]) -> Outputs:
+    case = data.case
     input_ = tensor("input").requires_grad_()
     target = tensor("target")
     wrt = [input_]

@@ -7,11 +7,14 @@ Inputs are drawn in float64; `cases.py` rounds them to the case's dtype for both
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
+
+from parity_tests.harness.threads import THREADS
 
 Shape = tuple[int, ...]
 # The float64 arrays of one case: input, target, and optionally weight, pos_weight.
@@ -30,6 +33,8 @@ class LossSpec:
     extra_shapes: tuple[Shape, ...]  # added by the full profile
     regimes: tuple[str, ...]  # value regimes; the first is the ordinary one
     regime_shapes: tuple[Shape, ...]  # the quick profile's shapes for the other regimes
+    # The gpu profile: device-scale shapes, each with an option combination a model would use there.
+    gpu_cases: tuple[tuple[Shape, Mapping[str, Any]], ...]
     sample: Callable[[np.random.Generator, Shape, Mapping[str, Any], str], Arrays]
     target_is_differentiable: Callable[[Mapping[str, Any]], bool]
     dtypes: Mapping[str, tuple[str, ...]]  # device type -> supported dtypes
@@ -146,25 +151,43 @@ def _softmax_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
         return 0.0
     dim = _class_dim(x.shape)
     n_classes = x.shape[dim]
-    weight = np.abs(arrays.get("weight", np.ones(n_classes))).max()
+    weights = np.abs(arrays.get("weight", np.ones(n_classes)))
     smoothing = keywords.get("label_smoothing", 0.0)
     smoothing = smoothing if smoothing > 0 else 0.0  # torch takes a negative (or NaN) label_smoothing as 0
-    if target.dtype.kind == "f":
-        q, kept = np.abs(target) * (1 - smoothing) + smoothing / n_classes, np.ones(x.shape, bool)
+    index = target.dtype.kind != "f"
+    if not index:
         denominator = x.size / n_classes
     else:
-        kept_targets = target != keywords.get("ignore_index", -100)
-        classes = np.arange(n_classes).reshape((-1,) + (1,) * (x.ndim - dim - 1))
-        onehot = classes == np.expand_dims(np.where(kept_targets, target, -1), dim)
-        q, kept = onehot * (1 - smoothing) + smoothing / n_classes, np.expand_dims(kept_targets, dim)
-        denominator = float(np.abs(arrays.get("weight", np.ones(n_classes)))[target[kept_targets]].sum())
+        kept = target != keywords.get("ignore_index", -100)
+        denominator = float(weights[target[kept]].sum())
     if keywords.get("reduction", "mean") != "mean":
         denominator = 1.0
     if not denominator:
         return 0.0
-    p = np.exp(_log_softmax(x, dim))
-    g = np.expand_dims(np.abs(g), dim) if np.ndim(g) else np.abs(g)
-    return float((g * weight * np.maximum(p, q) * kept).max() / denominator)
+    classes = np.arange(n_classes).reshape((-1,) + (1,) * (x.ndim - dim - 1))
+    g = np.abs(g)
+    # In slices along the batch axis, on every core: at the gpu profile's sizes, whole-array temporaries would
+    # be GBs each.
+    step = x.shape[0] if dim == 0 else max(1, _SLICE_ELEMENTS // max(1, x[:1].size))
+
+    def worst(i: int) -> float:
+        rows = (lambda a: a[i : i + step]) if dim else (lambda a: a)
+        p = np.exp(_log_softmax(rows(x), dim))
+        if index:
+            t = rows(target)
+            kept = t != keywords.get("ignore_index", -100)
+            onehot = classes == np.expand_dims(np.where(kept, t, -1), dim)
+            q, kept = onehot * (1 - smoothing) + smoothing / n_classes, np.expand_dims(kept, dim)
+        else:
+            q, kept = np.abs(rows(target)) * (1 - smoothing) + smoothing / n_classes, True
+        g_rows = np.expand_dims(rows(g), dim) if np.ndim(g) else g
+        return float((g_rows * np.maximum(p, q) * kept).max(initial=0.0))
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        return max(pool.map(worst, range(0, x.shape[0], step))) * float(weights.max()) / denominator
+
+
+_SLICE_ELEMENTS = 1 << 22
 
 
 def _elementwise_scale(
@@ -201,7 +224,20 @@ _CLASS_SHAPES = ((5,), (8, 5), (2, 3, 4, 5), (3, 423), (4, 1), (0, 5), (4096, 3)
 _CLASS_EXTRA = ((1, 1), (2, 7, 3), (2, 3, 2, 2, 2), (2, 4, 0, 3), (64, 1000), (1, 21, 32, 32), (70000, 2))
 _BINARY_SHAPES = ((7,), (8, 5), (2, 3, 4, 5), (3, 423), (0, 5), (4096, 3))
 _BINARY_EXTRA = ((1,), (2, 7, 3), (2, 4, 0, 3), (64, 1000), (1, 21, 32, 32), (70000, 2))
-CPU_DTYPES = {"cpu": ALL_DTYPES, "cuda": ALL_DTYPES, "mps": ("float32", "float16", "bfloat16")}
+# Which dtypes each device type runs (MPS has no float64).
+DEVICE_DTYPES = {"cpu": ALL_DTYPES, "cuda": ALL_DTYPES, "mps": ("float32", "float16", "bfloat16")}
+# The gpu profile: a language model's vocabulary (Llama 3: 128256) over 8192 tokens, a segmentation map of 21
+# classes (Pascal VOC) over a batch of 8 images of 512 x 512, a multi-label head of 1000 outputs.
+LLM_SHAPE, SEGMENTATION_SHAPE, MULTILABEL_SHAPE = (8192, 128256), (8, 21, 512, 512), (65536, 1000)
+GPU_DTYPES = ("float32", "bfloat16")
+# A language model's loss: class indices, ignore_index -100 (padding), mean over the tokens.
+_CE_DEFAULTS = {
+    "target": "index",
+    "weight": None,
+    "ignore_index": -100,
+    "reduction": "mean",
+    "label_smoothing": 0.0,
+}
 
 SPECS: dict[str, LossSpec] = {
     spec.name: spec
@@ -220,9 +256,14 @@ SPECS: dict[str, LossSpec] = {
             extra_shapes=_CLASS_EXTRA,
             regimes=("normal", "large", "all-ignored"),
             regime_shapes=((8, 5), (2, 3, 4, 5), (3, 423), (4096, 3)),
+            gpu_cases=(
+                (LLM_SHAPE, _CE_DEFAULTS),
+                (SEGMENTATION_SHAPE, _CE_DEFAULTS),
+                (SEGMENTATION_SHAPE, {**_CE_DEFAULTS, "weight": "class", "label_smoothing": 0.1}),
+            ),
             sample=_sample_cross_entropy,
             target_is_differentiable=lambda options: options["target"] == "prob",
-            dtypes=CPU_DTYPES,
+            dtypes=DEVICE_DTYPES,
             term_scales={"grad_input": _softmax_term_scale},
         ),
         LossSpec(
@@ -238,9 +279,19 @@ SPECS: dict[str, LossSpec] = {
             extra_shapes=_CLASS_EXTRA,
             regimes=("normal", "large", "all-ignored"),
             regime_shapes=((8, 5), (2, 3, 4, 5), (3, 423), (4096, 3)),
+            gpu_cases=(
+                (
+                    SEGMENTATION_SHAPE,
+                    {"target": "index", "weight": None, "ignore_index": -100, "reduction": "mean"},
+                ),
+                (
+                    SEGMENTATION_SHAPE,
+                    {"target": "index", "weight": "class", "ignore_index": 1, "reduction": "none"},
+                ),
+            ),
             sample=_sample_nll_loss,
             target_is_differentiable=lambda options: False,
-            dtypes=CPU_DTYPES,
+            dtypes=DEVICE_DTYPES,
         ),
         LossSpec(
             name="binary_cross_entropy",
@@ -254,9 +305,13 @@ SPECS: dict[str, LossSpec] = {
             extra_shapes=_BINARY_EXTRA,
             regime_shapes=((8, 5), (2, 3, 4, 5), (4096, 3)),
             regimes=("normal", "saturated"),
+            gpu_cases=(
+                (SEGMENTATION_SHAPE, {"target": "soft", "weight": None, "reduction": "mean"}),
+                (MULTILABEL_SHAPE, {"target": "binary", "weight": "broadcast", "reduction": "sum"}),
+            ),
             sample=_sample_binary_cross_entropy,
             target_is_differentiable=lambda options: True,
-            dtypes=CPU_DTYPES,
+            dtypes=DEVICE_DTYPES,
             term_scales={"grad_target": _logit_term_scale},
         ),
         LossSpec(
@@ -272,9 +327,19 @@ SPECS: dict[str, LossSpec] = {
             extra_shapes=_BINARY_EXTRA,
             regime_shapes=((8, 5), (2, 3, 4, 5), (4096, 3)),
             regimes=("normal", "large"),
+            gpu_cases=(
+                (
+                    SEGMENTATION_SHAPE,
+                    {"target": "soft", "weight": "elementwise", "pos_weight": None, "reduction": "none"},
+                ),
+                (
+                    MULTILABEL_SHAPE,
+                    {"target": "binary", "weight": None, "pos_weight": "broadcast", "reduction": "mean"},
+                ),
+            ),
             sample=_sample_binary_cross_entropy_with_logits,
             target_is_differentiable=lambda options: True,
-            dtypes=CPU_DTYPES,
+            dtypes=DEVICE_DTYPES,
         ),
     )
 }

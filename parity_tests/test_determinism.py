@@ -1,0 +1,39 @@
+"""Bitwise determinism of torch on each device (harness/determinism.py): a call repeated on the same inputs must
+give the same bits, unless torch itself documents the path as nondeterministic (then it is reported)."""
+
+from __future__ import annotations
+
+import pytest
+
+from parity_tests.harness import determinism
+from parity_tests.harness.cases import Case, build
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "repeat_case" in metafunc.fixturenames:
+        config = metafunc.config
+        cases = list(
+            determinism.cases(
+                config.getoption("--profile"), config.parity_devices, config.getoption("--dtype")
+            )
+        )
+        metafunc.parametrize("repeat_case", cases, ids=[c.id for c in cases])
+
+
+def test_determinism(repeat_case: Case, request: pytest.FixtureRequest) -> None:
+    result = determinism.check_determinism(build(repeat_case))
+    request.config.parity_report.add_row(
+        "determinism",
+        {
+            "case_id": result.case_id,
+            "loss": repeat_case.loss,
+            "dtype": repeat_case.dtype,
+            "device": result.device,
+            "differing": result.differing,
+            "documented": result.documented,
+        },
+    )
+    assert result.ok, (
+        f"{repeat_case.id}: {', '.join(result.differing)} changed between {determinism.REPEATS} identical calls, "
+        "and torch does not document this path as nondeterministic"
+    )
