@@ -13,7 +13,8 @@ PROFILE ?= full
 PYTEST_ARGS ?=
 
 MAX_EXAMPLES ?= 10000
-.PHONY: test parity lint bench fuzz lessons clean
+DEVICE ?= cuda
+.PHONY: test parity device lint bench fuzz lessons clean
 
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,11 @@ test: $(VENV)/.ready
 # The parity suite on every available device; the report lands in $(REPORT_DIR)/summary.md.
 parity: $(VENV)/.ready
 	$(PY) -m pytest parity_tests/test_parity.py -n auto --profile $(PROFILE) --report-dir $(REPORT_DIR) $(PYTEST_ARGS)
+
+# The whole check of one device (scripts/device_run.sh): the full profile there (parity, the cross-device stages
+# against cpu, determinism, invalid inputs), the gpu profile, torch's throughput; under $(REPORT_DIR)/device-$(DEVICE).
+device: $(VENV)/.ready
+	PYTHON=$(PY) scripts/device_run.sh $(DEVICE) $(REPORT_DIR)/device-$(DEVICE)
 
 lint: $(VENV)/.lint
 	$(VENV)/bin/ruff check .

@@ -216,3 +216,16 @@ def test_a_record_too_large_to_store_replays_from_its_seed(monkeypatch, tmp_path
     assert all(
         determinism.same_bits(data.arrays[k], v) for k, v in build(c).arrays.items() if v.dtype.kind == "f"
     )
+
+
+def test_a_finite_value_for_a_nan_is_explained_only_where_registered():
+    from parity_tests.harness.tables import Deviation
+
+    zero_for_nan = compare("loss", np.array(np.nan), np.array(0.0), "float32", 8.0)
+    inf_for_nan = compare("loss", np.array(np.nan), np.array(np.inf), "float32", 8.0)
+    assert zero_for_nan.missing_nan == 1
+    assert inf_for_nan.missing_nan == 0
+    allowed = Deviation("d", "", "", "", {"finite_for_nan": True})
+    assert allowed.explains(zero_for_nan)
+    assert not allowed.explains(inf_for_nan)  # torch's inf for a NaN is another mechanism
+    assert not Deviation("d", "", "", "", {"nonfinite": True}).explains(zero_for_nan)

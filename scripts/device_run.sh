@@ -6,7 +6,8 @@
 #
 #   scripts/device_run.sh [DEVICE [OUT_DIR]]        # defaults: cuda, reports/device-DEVICE
 #
-# Each step has its own time limit (FULL_S, LLM_S, GPU_S, BENCH_S seconds), so a slow step cannot hide the others.
+# Each step has its own time limit (FULL_S, LLM_S, GPU_S, BENCH_S seconds), so a slow step cannot hide the others;
+# STEPS picks steps (default: "full gpu-llm gpu throughput"), LLM_K the gpu-llm step's cases (a pytest -k).
 set -u
 DEVICE=${1:-cuda}
 OUT_DIR=${2:-reports/device-$DEVICE}
@@ -26,9 +27,11 @@ if torch.cuda.is_available():
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null
 } > "$OUT_DIR/environment.txt" 2>&1
 
+STEPS=${STEPS:-full gpu-llm gpu throughput}
 step() {  # step NAME SECONDS COMMAND...
   local name=$1 limit=$2 start rc
   shift 2
+  case " $STEPS " in *" $name "*) ;; *) return ;; esac
   start=$(date +%s)
   timeout "$limit" "$@" > "$OUT_DIR/$name.log" 2>&1
   rc=$?
@@ -44,7 +47,7 @@ pytest_args=(-p no:cacheprovider -q -rsfE --device "$DEVICE")
 step full "${FULL_S:-240}" "$PY" -m pytest parity_tests/test_parity.py parity_tests/test_determinism.py \
   parity_tests/test_invalid_inputs.py --profile full -n "$JOBS" --report-dir "$OUT_DIR/full" "${pytest_args[@]}"
 # The gpu profile: the billion-logit cases one at a time (each holds tens of GB of host memory), then the rest.
-step gpu-llm "${LLM_S:-160}" "$PY" -m pytest parity_tests/test_parity.py --profile gpu -k 8192x128256 \
+step gpu-llm "${LLM_S:-160}" "$PY" -m pytest parity_tests/test_parity.py --profile gpu -k "${LLM_K:-8192x128256}" \
   --durations=0 --report-dir "$OUT_DIR/gpu-llm" "${pytest_args[@]}"
 step gpu "${GPU_S:-120}" "$PY" -m pytest parity_tests/test_parity.py --profile gpu -k "not 8192x128256" -n 4 \
   --durations=0 --report-dir "$OUT_DIR/gpu" "${pytest_args[@]}"

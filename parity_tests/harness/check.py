@@ -19,7 +19,7 @@ class StageResult:
     verdict: Verdict
     tolerance: Tolerance
     deviation: Deviation | None  # a registered torch deviation selecting this stage: it is expected to fail
-    # A cross-device stage: `deviation` is one side's registered deviation from the truth, and explains any
+    # A cross-device stage whose `deviation` is one side's registered deviation from the truth: it explains any
     # disagreement between the devices.
     cross_device: bool = False
 
@@ -103,13 +103,19 @@ def _consistency(
 ) -> StageResult:
     """torch on the device against torch on the baseline, judged at the scale of the truth (the parity
     verdict's). A disagreement is a registered deviation's where one side deviates from the truth in that
-    registered way and the other side deviates in a registered way too or is right; otherwise a disagreement
-    beyond the tolerance fails."""
+    registered way and the other side deviates in a registered way too or is right, or where a deviation
+    registered for the cross-device stage itself explains it; otherwise a disagreement beyond the tolerance
+    fails."""
     case, stage = data.case, versus(here.verdict.stage)
     tolerance = tolerance_for(case, stage)
     scale = here.verdict.scale if np.isfinite(here.verdict.scale) else 0.0
     verdict = compare(stage, baseline, actual, case.dtype, tolerance.eps, scale)
     sides = [s for s in (here, there) if s is not None]
-    explained = not verdict.ok and all(s.status != "fail" for s in sides)
-    deviation = next((s.deviation for s in sides if s.status == "deviation"), None) if explained else None
-    return StageResult(verdict, tolerance, deviation, cross_device=True)
+    if (
+        not verdict.ok
+        and all(s.status != "fail" for s in sides)
+        and any(s.status == "deviation" for s in sides)
+    ):
+        side = next(s for s in sides if s.status == "deviation")
+        return StageResult(verdict, tolerance, side.deviation, cross_device=True)
+    return StageResult(verdict, tolerance, deviation_for(case, stage, verdict))

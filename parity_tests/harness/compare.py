@@ -39,6 +39,9 @@ class Verdict:
     nan_mismatches: int
     inf_mismatches: int
     spurious_nonfinite: int  # positions where torch has a NaN/inf that the truth has not
+    missing_nan: (
+        int  # positions where the truth is NaN (a mean over nothing, say) and torch has a finite value
+    )
     scale: float
     problem: str | None = None  # a structural failure: missing stage, wrong shape
 
@@ -82,6 +85,7 @@ def _failure(stage: str, dtype: str, tolerance: float, problem: str, total: int 
         None,
         total,
         total,
+        0,
         0,
         0,
         0,
@@ -156,7 +160,7 @@ def _compare_in_chunks(
         worst_index=tuple(int(i) for i in np.unravel_index(start + worst.worst_index[0], expected.shape)),
         total=expected.size,
     )
-    for count in ("mismatches", "nan_mismatches", "inf_mismatches", "spurious_nonfinite"):
+    for count in ("mismatches", "nan_mismatches", "inf_mismatches", "spurious_nonfinite", "missing_nan"):
         setattr(merged, count, sum(getattr(v, count) for _, v in parts))
     return merged
 
@@ -229,5 +233,6 @@ def _compare(
         nan_mismatches=int(nan_diff.sum()),
         inf_mismatches=int(inf_diff.sum()),
         spurious_nonfinite=int((~np.isfinite(actual) & (nan_diff | inf_diff)).sum()),
+        missing_nan=int((np.isnan(expected) & np.isfinite(actual)).sum()),
         scale=scale,
     )

@@ -26,7 +26,16 @@ HERE = Path(__file__).parent
 # The fields each table's entries may have. An unknown field (a typo) would silently select more than meant.
 FIELDS = {
     "tolerance": {"id", "eps", "evidence"} | SELECTOR_FIELDS,
-    "deviation": {"id", "what_torch_does", "true_value", "evidence", "nonfinite", "max_eps", "max_scale"}
+    "deviation": {
+        "id",
+        "what_torch_does",
+        "true_value",
+        "evidence",
+        "nonfinite",
+        "finite_for_nan",
+        "max_eps",
+        "max_scale",
+    }
     | SELECTOR_FIELDS,
 }
 
@@ -67,7 +76,8 @@ class Deviation:
     """A known torch deviation. It explains a mismatch of a selected stage when torch's finite error stays within
     `max_eps` (if given), the compared array's scale within `max_scale` (if given: a deviation of tiny results
     only), and every NaN/inf difference is a NaN/inf of torch's that the truth has not (allowed only with
-    `nonfinite = true`). It is strict per run: a deviation that selects cases of a run but
+    `nonfinite = true`) or a finite value of torch's where the truth is NaN (allowed only with
+    `finite_for_nan = true`). It is strict per run: a deviation that selects cases of a run but
     explains none of them fails the run (torch may have been fixed)."""
 
     id: str
@@ -77,9 +87,12 @@ class Deviation:
     entry: dict[str, Any]
 
     def explains(self, verdict: Verdict) -> bool:
-        if verdict.problem or verdict.nan_mismatches + verdict.inf_mismatches > verdict.spurious_nonfinite:
+        differences = verdict.nan_mismatches + verdict.inf_mismatches
+        if verdict.problem or differences > verdict.spurious_nonfinite + verdict.missing_nan:
             return False
         if verdict.spurious_nonfinite and not self.entry.get("nonfinite", False):
+            return False
+        if verdict.missing_nan and not self.entry.get("finite_for_nan", False):
             return False
         if verdict.scale > self.entry.get("max_scale", float("inf")):
             return False
