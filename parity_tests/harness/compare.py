@@ -39,9 +39,7 @@ class Verdict:
     nan_mismatches: int
     inf_mismatches: int
     spurious_nonfinite: int  # positions where torch has a NaN/inf that the truth has not
-    missing_nan: (
-        int  # positions where the truth is NaN (a mean over nothing, say) and torch has a finite value
-    )
+    missing_nan: int  # positions where the truth is NaN (a mean over nothing) and torch is finite
     scale: float
     problem: str | None = None  # a structural failure: missing stage, wrong shape
 

@@ -48,9 +48,8 @@ def free_bytes(device: str) -> int | None:
     """Memory a case may still take on `device` (for cpu: this host's available memory); None if unknown."""
     if device == "cuda":
         free, _ = torch.cuda.mem_get_info()
-        return (
-            free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
-        )  # torch's cache is free too
+        # What torch's caching allocator holds without using it is free for this process too.
+        return free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
     if device == "mps":
         return torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
     return host_free_bytes()
