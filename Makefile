@@ -34,11 +34,11 @@ $(VENV)/.lint: $(VENV)/.ready
 
 # The pull-request gate: the oracle's own checks, error parity, the harness's meta-tests, the quick grid.
 test: $(VENV)/.ready
-	$(PY) -m pytest -n auto --profile quick --report-dir $(REPORT_DIR) $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --profile quick --report-dir=$(REPORT_DIR) $(PYTEST_ARGS)
 
 # The parity suite on every available device; the report lands in $(REPORT_DIR)/summary.md.
 parity: $(VENV)/.ready
-	$(PY) -m pytest parity_tests/test_parity.py -n auto --profile $(PROFILE) --report-dir $(REPORT_DIR) $(PYTEST_ARGS)
+	$(PY) -m pytest parity_tests/test_parity.py -n auto --profile $(PROFILE) --report-dir=$(REPORT_DIR) $(PYTEST_ARGS)
 
 # The whole check of one device (scripts/device_run.sh): the full profile there (parity, the cross-device stages
 # against cpu, determinism, invalid inputs), the gpu profile, torch's throughput; under $(REPORT_DIR)/device-$(DEVICE).
@@ -53,7 +53,7 @@ lint: $(VENV)/.lint
 
 # Property-based search of the whole option space (Hypothesis); failures are shrunk, recorded and replayable.
 fuzz: $(VENV)/.ready
-	$(PY) -m pytest parity_tests/test_fuzz.py -n auto --profile fuzz --max-examples $(MAX_EXAMPLES) --report-dir $(REPORT_DIR) $(PYTEST_ARGS)
+	$(PY) -m pytest parity_tests/test_fuzz.py -n auto --profile fuzz --max-examples $(MAX_EXAMPLES) --report-dir=$(REPORT_DIR) $(PYTEST_ARGS)
 
 # Speed and memory of the reference against torch (pytest-benchmark); not part of make test. The table lands in
 # $(REPORT_DIR)/bench/bench.md (its own report dir, so that the parity report is left alone), the JSON for

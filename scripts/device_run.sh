@@ -45,12 +45,12 @@ step() {  # step NAME SECONDS COMMAND...
 
 pytest_args=(-p no:cacheprovider -q -rsfE --device "$DEVICE")
 step full "${FULL_S:-240}" "$PY" -m pytest parity_tests/test_parity.py parity_tests/test_determinism.py \
-  parity_tests/test_invalid_inputs.py --profile full -n "$JOBS" --report-dir "$OUT_DIR/full" "${pytest_args[@]}"
+  parity_tests/test_invalid_inputs.py --profile full -n "$JOBS" --report-dir="$OUT_DIR/full" "${pytest_args[@]}"
 # The gpu profile: the billion-logit cases one at a time (each holds tens of GB of host memory), then the rest.
 step gpu-llm "${LLM_S:-160}" "$PY" -m pytest parity_tests/test_parity.py --profile gpu -k "${LLM_K:-8192x128256}" \
-  --durations=0 --report-dir "$OUT_DIR/gpu-llm" "${pytest_args[@]}"
+  --durations=0 --report-dir="$OUT_DIR/gpu-llm" "${pytest_args[@]}"
 step gpu "${GPU_S:-120}" "$PY" -m pytest parity_tests/test_parity.py --profile gpu -k "not 8192x128256" -n 4 \
-  --durations=0 --report-dir "$OUT_DIR/gpu" "${pytest_args[@]}"
+  --durations=0 --report-dir="$OUT_DIR/gpu" "${pytest_args[@]}"
 if [ "$DEVICE" = cuda ]; then
   step throughput "${BENCH_S:-60}" "$PY" -m benchmarks.device_throughput --device cuda
 fi

@@ -172,6 +172,7 @@ class ReportPlugin:
         self.header: dict[str, Any] = {}
         self.unreproduced: list[str] = []
         self.absent: list[str] = []  # requested devices that this machine does not have
+        self._rows = None  # this process's result-line file, opened at the first row
 
     def clear(self) -> None:
         """Forget the previous run's records (controller only, before any worker starts)."""
@@ -185,13 +186,18 @@ class ReportPlugin:
         self.add_row("parity", summary_row(result))
 
     def add_row(self, kind: str, row: dict[str, Any]) -> None:
-        """One result line for the summary: kind "parity" (a case), "determinism" or "invalid"."""
-        self.rows_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.rows_file, "a") as f:
-            f.write(json.dumps({"kind": kind, **row}, default=_jsonable) + "\n")
+        """One result line for the summary: kind "parity" (a case), "determinism" or "invalid". Written at
+        once (line-buffered), so that a run stopped at a time limit still leaves its results."""
+        if self._rows is None:
+            self.rows_file.parent.mkdir(parents=True, exist_ok=True)
+            self._rows = open(self.rows_file, "a", buffering=1)  # kept open for the session
+        self._rows.write(json.dumps({"kind": kind, **row}, default=_jsonable) + "\n")
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self._rows is not None:
+            self._rows.close()
+            self._rows = None
         if self.worker is not None:
             return
         if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and self.absent:
