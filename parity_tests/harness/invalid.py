@@ -157,6 +157,8 @@ def outcome(name: str, device: str) -> dict[str, Any]:
         result = {"loss": loss.detach().cpu().tolist(), "grad_finite": bool(grad.isfinite().all())}
         if device == "cuda":
             torch.cuda.synchronize()
+        elif device == "mps":
+            torch.mps.synchronize()
     except Exception as exc:  # what torch raised is the observation
         text = str(exc)
         kind = "assert" if "device-side assert" in text else f"error:{type(exc).__name__}"
