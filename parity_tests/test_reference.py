@@ -13,12 +13,14 @@ The parity suite measures torch against the reference, so the reference has to b
 
 from __future__ import annotations
 
+import decimal
 import math
 import subprocess
 import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -542,6 +544,93 @@ def test_smoothed_mean_over_zero_total_weight_is_nan() -> None:
     x = _rng("zero-weight-smoothing").normal(size=(2, 3))
     loss = cross_entropy(x, np.array([0, 0]), weight=np.array([0.0, 1.0, 2.0]), label_smoothing=0.1)
     assert np.isnan(loss)
+
+
+@pytest.mark.parametrize("shape", [(0,), (2, 0), (0, 0), (2, 0, 1, 1)], ids=str)
+@pytest.mark.parametrize("weighted", [False, True], ids=["", "w"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_label_smoothing_without_classes(shape: tuple[int, ...], weighted: bool, reduction: str) -> None:
+    """An input of C = 0 classes with label smoothing eps > 0. Class indices (all ignored: no class is in range):
+    torch adds eps / C = inf times the smoothing term, a sum over no classes (0), and inf * 0 is NaN in every
+    element and in every reduction, a 'sum' of no elements included. Probability targets: q (1 - eps) + eps / C
+    has no elements, so the loss is the unsmoothed one, -(a sum over no classes) = -0 per element. Either way
+    the gradients are empty, shaped like the input."""
+    x = np.zeros(shape)
+    loss_shape = shape[1:] if len(shape) == 1 else shape[:1] + shape[2:]
+    kwargs = {"reduction": reduction, "label_smoothing": 0.1}
+    if weighted:
+        kwargs["weight"] = np.zeros(0)
+    g = np.ones(loss_shape) if reduction == "none" else 1.0
+
+    y = np.full(loss_shape, -100, dtype=np.int64)
+    loss = cross_entropy(x, y, **kwargs)
+    assert loss.shape == (loss_shape if reduction == "none" else ())
+    assert np.isnan(loss).all()
+    grad_input, grad_target = cross_entropy_backward(g, x, y, **kwargs)
+    assert grad_input.shape == shape
+    assert grad_target is None
+
+    q = np.zeros(shape)
+    with np.errstate(divide="ignore"):  # log_softmax takes the log of a sum over no classes, log(0)
+        loss = cross_entropy(x, q, **kwargs)
+        grad_input, grad_target = cross_entropy_backward(g, x, q, **kwargs)
+    expected = {"none": np.zeros(loss_shape), "sum": 0.0, "mean": np.nan}[reduction]  # mean: 0 / (numel / C)
+    assert_close(loss, expected, rtol=0, what=f"probability targets, C = 0, {reduction}")
+    assert grad_input.shape == grad_target.shape == shape
+
+
+def _bce_with_logits_exact(x: float, y: float, p: float) -> tuple[float, float, float, float]:
+    """In 50-digit decimal arithmetic: the loss l = -(p y log sigma(x) + (1 - y) log sigma(-x)), its d/dy
+    h = log sigma(-x) - p log sigma(x), and their condition numbers in x and y,
+    (|x dl/dx| + |y dl/dy|) / |l| and |x dh/dx| / |h| (how many eps float64 inputs may move them)."""
+    with decimal.localcontext() as context:
+        context.prec = 50
+        x_, y_, p_ = Decimal(x), Decimal(y), Decimal(p)
+
+        def sigmoid_(z: Decimal) -> Decimal:
+            return 1 / (1 + (-z).exp())
+
+        def log_sigmoid_(z: Decimal) -> Decimal:
+            return -(1 + (-z).exp()).ln()
+
+        loss = -(p_ * y_ * log_sigmoid_(x_) + (1 - y_) * log_sigmoid_(-x_))
+        h = log_sigmoid_(-x_) - p_ * log_sigmoid_(x_)
+        dl_dx = (1 - y_) * sigmoid_(x_) - p_ * y_ * sigmoid_(-x_)
+        dh_dx = -sigmoid_(x_) - p_ * sigmoid_(-x_)
+        kappa_loss = (abs(x_ * dl_dx) + abs(y_ * h)) / abs(loss)
+        return float(loss), float(h), float(kappa_loss), float(abs(x_ * dh_dx) / abs(h))
+
+
+@pytest.mark.parametrize("pos_weight", [None, 0.875, 1.0625, 3.0], ids=["", "pw0.875", "pw1.0625", "pw3"])
+def test_bce_with_logits_is_accurate_for_targets_outside_0_1(pos_weight: float | None) -> None:
+    """Targets outside [0, 1] (torch accepts them): p y log sigma(x) and (1 - y) log sigma(-x) then have opposite
+    signs, e.g. 7.3 and -8.0 for y = -10.58 at x ~ 0, where the loss is 0.69; and the target's gradient
+    log sigma(-x) - p log sigma(x) is 0.69 - 0.74 = -0.04 at x ~ 0 for p = 1.0625. Computed as written, each
+    loses the digits the two terms share. The loss and the gradient must be within 2 eps plus their condition
+    number (in x and y) of the exact value: as accurate as float64 inputs allow."""
+    xs = np.array([-7.821699578063e-05, 1.3e-4, -2.9e-4, 4.1e-5, -6e-6, -0.5, 0.8, -3.0, 2.5])
+    ys = np.array([-10.582142185059988, 12.3, -3.7, 4.2, -0.75, 1.5, 7.1, -21.0])
+    x, y = np.meshgrid(xs, ys)
+    p = None if pos_weight is None else np.full(x.shape, pos_weight)
+    weight = 1.0 if pos_weight is None else pos_weight
+    exact = np.array(
+        [_bce_with_logits_exact(a, b, weight) for a, b in zip(x.flat, y.flat, strict=True)]
+    ).reshape((*x.shape, 4))
+    loss = binary_cross_entropy_with_logits(x, y, reduction="none", pos_weight=p)
+    _, grad_target = binary_cross_entropy_with_logits_backward(
+        np.ones(x.shape), x, y, reduction="none", pos_weight=p
+    )
+    eps = np.finfo(np.float64).eps
+    for got, want, kappa, what in (
+        (loss, exact[..., 0], exact[..., 2], "loss"),
+        (grad_target, exact[..., 1], exact[..., 3], "grad_target"),
+    ):
+        error = np.abs(got - want) / np.abs(want) / eps
+        worst = np.unravel_index(int(np.argmax(error - kappa)), error.shape)
+        assert error[worst] <= 2 + kappa[worst], (
+            f"{what}: {error[worst]:.1f} eps off (condition number {kappa[worst]:.2g}) at x = {x[worst]!r}, "
+            f"y = {y[worst]!r}: got {got[worst]!r}, exact {want[worst]!r}"
+        )
 
 
 def test_bce_clamps_log_at_minus_100_but_not_the_gradient() -> None:

@@ -8,7 +8,7 @@ from numpy.typing import ArrayLike
 from ._blocks import map_backward, map_reduce
 from ._checks import check_broadcast, check_reduction, check_same_shape, floating
 from ._reduce import reduce_backward
-from .activations import log_sigmoid_pair, sigmoid_pair
+from .activations import sigmoid_pair
 
 
 def _checked(input, target, weight, pos_weight):
@@ -31,12 +31,30 @@ def _checked(input, target, weight, pos_weight):
     return x, y, *extra
 
 
+def _log_weight(y: np.ndarray, p: np.ndarray | None) -> np.ndarray | float:
+    """``p y + 1 - y``, the factor of log sigma(x) in torch's formula: as written for y in [0, 1] (two terms >= 0);
+    outside, where p y and 1 - y have opposite signs, as ``1 + (p - 1) y`` if p - 1 is exact (p in [1/2, 2]),
+    which keeps p ~ 1 with a large |y| from cancelling."""
+    if p is None:
+        return 1.0
+    with np.errstate(invalid="ignore"):  # NaN compares False
+        regrouped = ((y < 0.0) | (y > 1.0)) & (p >= 0.5) & (p <= 2.0)
+    return np.where(regrouped, 1.0 + (p - 1.0) * y, p * y + (1.0 - y))
+
+
 def _loss(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, p: np.ndarray | None) -> np.ndarray:
-    """The elementwise loss of one block (the formula of :func:`binary_cross_entropy_with_logits`)."""
+    """The elementwise loss of one block (the formula of :func:`binary_cross_entropy_with_logits`).
+
+    With L = log(1 + e^-|x|) (so log sigma(x) = -(max(-x, 0) + L), log sigma(-x) = -(max(x, 0) + L)) the loss
+    -(p y log sigma(x) + (1 - y) log sigma(-x)) is ``(p y + 1 - y) L + |x| (1 - y if x >= 0 else p y)``: two
+    terms >= 0 for targets in [0, 1]. For targets outside [0, 1] (accepted by torch) the two logs' terms have
+    opposite signs and would cancel, e.g. y = -10.6, x ~ 0: 7.3 - 8.0 = 0.69; this form keeps them apart.
+    """
     x, y = x.astype(np.float64), y.astype(np.float64)
-    py = y if p is None else p * y
-    log_sig, log_sig_neg = log_sigmoid_pair(x)  # log sigma(x), log sigma(-x) = log(1 - sigma(x))
-    loss = -(py * log_sig + (1.0 - y) * log_sig_neg)
+    log1p_exp = np.log1p(np.exp(-np.abs(x)))
+    coefficient = np.where(x >= 0, 1.0 - y, y if p is None else p * y)  # of |x|
+    with np.errstate(invalid="ignore"):  # |x| = inf times a zero coefficient is NaN, as in torch
+        loss = _log_weight(y, p) * log1p_exp + np.abs(x) * coefficient
     if w is not None:
         loss *= w
     return loss
@@ -53,8 +71,10 @@ def _backward(g: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
     if p is None:
         grad_target = -g * x
     else:
-        log_sig, log_sig_neg = log_sigmoid_pair(x)
-        grad_target = g * (log_sig_neg - p * log_sig)
+        # log sigma(-x) - p log sigma(x) = (p - 1) L - x (x >= 0) or (p - 1) L - p x (x < 0), L = log(1 + e^-|x|):
+        # no difference of the two logs, which cancel for x ~ 0 and p ~ 1
+        log1p_exp = np.log1p(np.exp(-np.abs(x)))
+        grad_target = g * ((p - 1.0) * log1p_exp - x * np.where(x >= 0, 1.0, p))
     return grad_input, grad_target
 
 
@@ -70,8 +90,9 @@ def binary_cross_entropy_with_logits(
     ``input`` x: logits; ``target`` y: same shape, floating (not range-checked: y = 5 is accepted, as in
     torch). ``weight`` and ``pos_weight`` (p, the weight of the positive term) broadcast against the input
     from the right (pos_weight of shape (C, 1, 1) for an (N, C, H, W) input) and may not enlarge its shape.
-    Both logs are ``log_sigmoid`` (no overflow at |x| = 1000, no log(0)): equal to torch's
-    ``(1 - y) x - (1 + (p - 1) y) log_sigmoid(x)`` but without its cancellation where the loss is small.
+    Computed from ``log(1 + e^-|x|)`` (no overflow at |x| = 1000, no log(0)) as a sum of two terms of one sign for
+    targets in [0, 1] (see ``_loss``): equal to torch's ``(1 - y) x - (1 + (p - 1) y) log_sigmoid(x)`` but without
+    its cancellation where the loss is small, nor the two logs' where the target is outside [0, 1].
     'mean' divides by numel; empty -> NaN.
 
     At x = 0 both terms are log 2.
@@ -99,7 +120,8 @@ def binary_cross_entropy_with_logits_backward(
     so d/dx = (1 - y) sigma(x) - p y sigma(-x)
     (= sigma(x) - y without pos_weight: the sigma' of the logistic cancels, as for softmax + CE). Written with
     sigma(-x) instead of torch's ``(p y + 1 - y) sigma(x) - p y`` to avoid 1 - sigma(x) cancelling for x >> 0.
-    d/dy = log sigma(-x) - p log sigma(x) (= -x without pos_weight). Both times w and grad_output (/ numel).
+    d/dy = log sigma(-x) - p log sigma(x) (= -x without pos_weight), computed without the difference of the two
+    logs (see ``_backward``). Both times w and grad_output (/ numel).
 
     >>> [a.tolist() for a in binary_cross_entropy_with_logits_backward(1.0, np.array([0.0]), np.array([1.0]))]
     [[-0.5], [-0.0]]

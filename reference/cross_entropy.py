@@ -77,7 +77,8 @@ def _probability_target(x, target, weight, ignore_index, label_smoothing):
 def _smoothed(q: np.ndarray, eps: float) -> np.ndarray:
     """A block of probability targets in float64, label-smoothed: ``q (1 - eps) + eps / C``."""
     q = q.astype(np.float64)
-    return q * (1.0 - eps) + eps / q.shape[1] if eps > 0 else q
+    # no classes: nothing to smooth (torch adds its eps / C = inf to no element; the loss is the unsmoothed -0.0)
+    return q * (1.0 - eps) + eps / q.shape[1] if eps > 0 and q.shape[1] else q
 
 
 def _index_target(x, target, weight, ignore_index, reduction, label_smoothing, backward=False):
@@ -144,6 +145,10 @@ def cross_entropy(
         return reduce_loss(loss.reshape(_loss_shape(x)), reduction, loss.size if x.size else 0)
 
     t, keep, w, eps = _index_target(x, target, weight, ignore_index, reduction, label_smoothing)
+    if eps > 0 and not x.shape[class_dim_of(x.ndim)]:
+        # no classes: torch scales the smoothing term (a sum over no classes, 0) by eps / C = inf, and inf * 0 is
+        # NaN in every element and in every reduction, even a 'sum' of no elements
+        return np.full(t.shape if reduction == "none" else (), np.nan)
     w_t = target_weights(w, t, keep)
     xs, ts, keeps, w_ts = (_rows(a, x.ndim) for a in (x, t, keep, w_t))
     loss = np.empty(ts.shape)
@@ -184,7 +189,7 @@ def _index_loss(x, t, keep, w_t, w, eps):
         n_classes = x.shape[1]
         w_sum = float(n_classes) if w is None else w.sum()
         smooth = w_sum * log_sum - wz
-        loss = (1.0 - eps) * loss + (eps / n_classes if n_classes else 0.0) * np.where(keep, smooth, 0.0)
+        loss = (1.0 - eps) * loss + eps / n_classes * np.where(keep, smooth, 0.0)
     return loss
 
 
@@ -231,6 +236,8 @@ def cross_entropy_backward(
     )
     w_t = target_weights(w, t, keep)
     g = reduce_backward(grad_output, reduction, t.shape, w_t.sum())
+    if not x.shape[class_dim_of(x.ndim)]:
+        return np.zeros(x.shape), None  # no classes: an empty gradient (and no eps / C to take)
     xs, ts, keeps, w_ts, gs = (_rows(a, x.ndim) for a in (x, t, keep, w_t, np.broadcast_to(g, t.shape)))
     grad = np.empty(xs.shape)
 
