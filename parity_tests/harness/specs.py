@@ -219,6 +219,25 @@ def _logit_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
     return _elementwise_scale(magnitude, arrays, keywords, grad=True)
 
 
+def _unbounded_target_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
+    """binary_cross_entropy_with_logits' loss for targets outside [0, 1], which torch accepts: there the true loss
+    (1 - y) x - ((p - 1) y + 1) log sigma(x) is itself a difference of those two terms (no formula has terms of one
+    sign), and any floating-point result is off by eps times them. Within [0, 1] (and p >= 0) the loss is
+    -(p y log sigma(x) + (1 - y) log sigma(-x)), two terms of one sign: its magnitude is the loss itself, so this
+    adds nothing there, and torch's cancellation there stays a registered deviation."""
+    x, y = arrays["input"], arrays["target"]
+    w, p = np.abs(_broadcast(arrays, "weight")), _broadcast(arrays, "pos_weight")
+    with np.errstate(invalid="ignore", over="ignore"):
+        log_sig, log_sig_neg = -np.logaddexp(0.0, -x), -np.logaddexp(0.0, x)
+        inside = (y >= 0) & (y <= 1) & (p >= 0)
+        magnitude = w * np.where(
+            inside,
+            np.abs(p * y * log_sig) + np.abs((1 - y) * log_sig_neg),
+            np.abs((1 - y) * x) + np.abs(((p - 1) * y + 1) * log_sig),
+        )
+    return _elementwise_scale(magnitude, arrays, keywords, grad=False)
+
+
 REDUCTIONS = ("none", "mean", "sum")
 _CLASS_SHAPES = ((5,), (8, 5), (2, 3, 4, 5), (3, 423), (4, 1), (0, 5), (4096, 3))
 _CLASS_EXTRA = ((1, 1), (2, 7, 3), (2, 3, 2, 2, 2), (2, 4, 0, 3), (64, 1000), (1, 21, 32, 32), (70000, 2))
@@ -340,6 +359,7 @@ SPECS: dict[str, LossSpec] = {
             sample=_sample_binary_cross_entropy_with_logits,
             target_is_differentiable=lambda options: True,
             dtypes=DEVICE_DTYPES,
+            term_scales={"loss": _unbounded_target_term_scale},
         ),
     )
 }
