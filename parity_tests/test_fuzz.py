@@ -105,9 +105,9 @@ def test_a_fault_under_one_option_combination_is_found_shrunk_and_replayable(tmp
         hypothesis.settings.get_profile("loss-parity-gate"), max_examples=1500, derandomize=True
     )
     impl = _planted_cross_entropy_fault()
-    # float64 and float32, where a 1% error is far over the tolerance; derandomized: found after about 1,000
-    # examples, shrunk to 2 elements
-    found = search("cross_entropy", "cpu", ["float64", "float32"], impl, settings)
+    # float64, where a 1% error is far over the tolerance (a second dtype only doubles the search); derandomized:
+    # found after about 570 examples, shrunk to 2 elements
+    found = search("cross_entropy", "cpu", ["float64"], impl, settings)
     assert found.failure is not None, f"not found in {found.examples} examples"
     result = found.failure
     case = result.case
