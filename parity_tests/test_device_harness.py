@@ -22,7 +22,6 @@ from parity_tests.harness import determinism, devices, invalid
 from parity_tests.harness.cases import Case, build, grid
 from parity_tests.harness.compare import compare
 from parity_tests.harness.dtypes import eps
-from parity_tests.harness.runner import run_torch
 from parity_tests.harness.specs import SPECS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,13 +190,6 @@ def test_an_absent_device_collects_nothing_and_says_so(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "not on this machine, nothing collected: cuda" in proc.stdout
     assert "(absent here: cuda)" in (tmp_path / "summary.md").read_text()
-
-
-def test_torch_on_the_baseline_is_the_same_call(monkeypatch):
-    # the cross-device stage compares like with like: the same inputs, converted on the host
-    data = build(case("binary_cross_entropy", "bfloat16", weight="elementwise"))
-    a, b = run_torch(data), run_torch(data, "cpu")
-    assert all(determinism.same_bits(a[k], b[k]) for k in a if a[k] is not None)
 
 
 def test_a_record_too_large_to_store_replays_from_its_seed(monkeypatch, tmp_path):

@@ -98,9 +98,7 @@ def _parity(
     return StageResult(verdict, tolerance, deviation_for(case, stage, verdict))
 
 
-def _consistency(
-    data: CaseData, here: StageResult, there: StageResult | None, baseline, actual
-) -> StageResult:
+def _consistency(data: CaseData, here: StageResult, there: StageResult, baseline, actual) -> StageResult:
     """torch on the device against torch on the baseline, judged at the scale of the truth (the parity
     verdict's). A disagreement is a registered deviation's where one side deviates from the truth in that
     registered way and the other side deviates in a registered way too or is right, or where a deviation
@@ -110,7 +108,7 @@ def _consistency(
     tolerance = tolerance_for(case, stage)
     scale = here.verdict.scale if np.isfinite(here.verdict.scale) else 0.0
     verdict = compare(stage, baseline, actual, case.dtype, tolerance.eps, scale)
-    sides = [s for s in (here, there) if s is not None]
+    sides = (here, there)
     if (
         not verdict.ok
         and all(s.status != "fail" for s in sides)
