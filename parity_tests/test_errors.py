@@ -21,6 +21,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import reference
+
 Arrays = tuple[np.ndarray, np.ndarray]
 
 
@@ -661,3 +663,24 @@ def test_rejected_like_torch(impl: ModuleType, bad: BadCall, stage: str) -> None
 def test_table_ids_are_unique() -> None:
     ids = [f"{c.loss}-{c.id}" for c in TABLE]
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+
+
+CROSS_ENTROPY_TABLE = [c for c in TABLE if c.loss == "cross_entropy"]
+
+
+@pytest.mark.parametrize("bad", CROSS_ENTROPY_TABLE, ids=[c.id for c in CROSS_ENTROPY_TABLE])
+def test_reference_forward_backward_rejects_like_its_two_calls(bad: BadCall) -> None:
+    """``reference.cross_entropy_forward_backward`` (the reference's one-pass extra, not part of the API under
+    test) raises what ``cross_entropy`` then ``cross_entropy_backward`` raise, the same class and message."""
+    inputs, kwargs = bad.build()
+    g = 1.0 if bad.grad_output is None else bad.grad_output
+
+    def two_calls_() -> None:
+        reference.cross_entropy(*inputs, **kwargs)
+        reference.cross_entropy_backward(g, *inputs, **kwargs)
+
+    with pytest.raises(Exception) as two_calls:
+        two_calls_()
+    with pytest.raises(type(two_calls.value)) as one_call:
+        reference.cross_entropy_forward_backward(g, *inputs, **kwargs)
+    assert str(one_call.value) == str(two_calls.value), f"one call: {one_call.value}; two: {two_calls.value}"

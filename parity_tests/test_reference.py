@@ -34,6 +34,7 @@ from reference import (
     binary_cross_entropy_with_logits_backward,
     cross_entropy,
     cross_entropy_backward,
+    cross_entropy_forward_backward,
     log_sigmoid,
     log_softmax,
     nll_loss,
@@ -402,6 +403,39 @@ def test_cross_entropy_is_unchanged_by_shifting_the_logits(cfg: Config, reductio
     assert_close(grads_shifted[0], grads[0], rtol=rtol, what=f"grad_input, {cfg.label}")
     if cfg.target == "prob":  # d/dq = -w * logp (x) is shift-invariant too
         assert_close(grads_shifted[1], grads[1], rtol=rtol, what=f"grad_target, {cfg.label}")
+
+
+def _forward_backward_matches_the_two_calls(x, target, g, kwargs: dict, what: str) -> None:
+    """cross_entropy_forward_backward = (cross_entropy, *cross_entropy_backward): the gradient bitwise (same
+    operations), the loss to an ulp of the row's log-sum-exp (its row sums add the target's term last), which is
+    a few ulps of the loss when the loss is small beside its terms: 1e-14 of the loss's scale."""
+    loss, grad_input, grad_target = cross_entropy_forward_backward(g, x, target, **kwargs)
+    expected = cross_entropy_backward(g, x, target, **kwargs)
+    assert_close(loss, cross_entropy(x, target, **kwargs), rtol=1e-14, what=f"loss, {what}")
+    assert np.array_equal(grad_input, expected[0], equal_nan=True), f"grad_input differs [{what}]"
+    assert (grad_target is None) == (expected[1] is None), f"grad_target: one of them is None [{what}]"
+    if grad_target is not None:
+        assert np.array_equal(grad_target, expected[1], equal_nan=True), f"grad_target differs [{what}]"
+
+
+@pytest.mark.parametrize(("cfg", "reduction"), _params(CE_ALL))
+def test_cross_entropy_forward_backward_is_the_two_calls(cfg: Config, reduction: str) -> None:
+    rng = _rng("forward_backward", cfg, reduction)
+    x, target, kwargs = make_inputs(cfg, rng)
+    if x.size > 3:  # rows with an inf and a NaN logit: NaN in both, at the same places
+        x.flat[0], x.flat[-1] = np.inf, np.nan
+    g = random_cotangent(rng, np.shape(cross_entropy(x, target, reduction=reduction, **kwargs)))
+    _forward_backward_matches_the_two_calls(x, target, g, {"reduction": reduction, **kwargs}, cfg.label)
+
+
+def test_cross_entropy_forward_backward_over_many_blocks() -> None:
+    """Large enough for several blocks on every thread, float32 logits as in training, some ignored."""
+    rng = _rng("forward_backward", "blocks")
+    x = rng.normal(0.0, 3.0, (64, 50_000)).astype(np.float32)
+    target = rng.integers(0, 50_000, 64)
+    target[::5] = -100
+    for kwargs in ({}, {"label_smoothing": 0.1, "weight": rng.uniform(0.5, 2.0, 50_000).astype(np.float32)}):
+        _forward_backward_matches_the_two_calls(x, target, 0.5, kwargs, f"(64, 50000) float32 {list(kwargs)}")
 
 
 @pytest.mark.parametrize(

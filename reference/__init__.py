@@ -6,7 +6,7 @@ from .binary_cross_entropy_with_logits import (
     binary_cross_entropy_with_logits,
     binary_cross_entropy_with_logits_backward,
 )
-from .cross_entropy import cross_entropy, cross_entropy_backward
+from .cross_entropy import cross_entropy, cross_entropy_backward, cross_entropy_forward_backward
 from .modules import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss
 from .nll_loss import nll_loss, nll_loss_backward
 
@@ -21,6 +21,7 @@ __all__ = [
     "binary_cross_entropy_with_logits_backward",
     "cross_entropy",
     "cross_entropy_backward",
+    "cross_entropy_forward_backward",
     "log_sigmoid",
     "log_softmax",
     "nll_loss",

@@ -140,7 +140,8 @@ def cross_entropy(
         def probability_block(i):
             loss[without(i, 1)] = _probability_loss(xs[i], qs[i], w, eps)
 
-        map_blocks(probability_block, xs.shape, whole_axis=1)
+        with np.errstate(invalid="ignore"):  # a row with +inf: inf - inf = NaN, as in torch
+            map_blocks(probability_block, xs.shape, whole_axis=1)
         # torch: sum / (numel / C), and NaN when the input is empty (also for C = 0)
         return reduce_loss(loss.reshape(_loss_shape(x)), reduction, loss.size if x.size else 0)
 
@@ -157,12 +158,17 @@ def cross_entropy(
         j = without(i, 1)
         loss[j] = _index_loss(xs[i], ts[j], keeps[j], w_ts[j], w, eps)
 
-    map_blocks(index_block, xs.shape, whole_axis=1)
+    with np.errstate(invalid="ignore"):
+        map_blocks(index_block, xs.shape, whole_axis=1)
+    return _reduce_index_loss(loss.reshape(t.shape), reduction, w_t)
+
+
+def _reduce_index_loss(loss: np.ndarray, reduction: str, w_t: np.ndarray) -> np.ndarray:
     total_weight = w_t.sum()
     if reduction == "mean" and not total_weight:
         # torch divides the NLL part by the total weight on its own: 0 / 0 = NaN, whatever the smoothing adds
         return np.asarray(np.nan)
-    return reduce_loss(loss.reshape(t.shape), reduction, total_weight)
+    return reduce_loss(loss, reduction, total_weight)
 
 
 def _probability_loss(x, q, w, eps):
@@ -178,15 +184,24 @@ def _index_loss(x, t, keep, w_t, w, eps):
     # -log p_y = log sum_c exp(z_c) - z_y with z = x - max(x): the row's log-sum-exp, no need to normalise
     # every entry (and no cancellation: z_y is taken before the sum, not subtracted from a large logsumexp)
     z = minus_max(x, 1)
-    z_y = pick(z, t, keep, 1)
-    # smooth_n = -sum_c w_c log p_{n,c} = W log_sum - sum_c w_c z_c: the CE against the uniform distribution
-    # times C (W = sum_c w_c); with weights >= 0 both parts are >= 0, so nothing cancels
-    wz = (z if w is None else z * _class_view(w, x.ndim)).sum(axis=1) if eps > 0 else None
+    z_y, wz = _before_exp(z, t, keep, w, eps)
     with np.errstate(divide="ignore"):  # no classes: log(0), in rows that are all ignored
         log_sum = np.log(np.exp(z, out=z).sum(axis=1))  # z is spent here
+    return _from_log_sum(log_sum, z_y, wz, keep, w_t, w, eps, x.shape[1])
+
+
+def _before_exp(z, t, keep, w, eps):
+    """What the loss needs from z = x - max(x) itself: (z_y, sum_c w_c z_c or None without smoothing)."""
+    # smooth_n = -sum_c w_c log p_{n,c} = W log_sum - sum_c w_c z_c: the CE against the uniform distribution
+    # times C (W = sum_c w_c); with weights >= 0 both parts are >= 0, so nothing cancels
+    wz = (z if w is None else z * _class_view(w, z.ndim)).sum(axis=1) if eps > 0 else None
+    return pick(z, t, keep, 1), wz
+
+
+def _from_log_sum(log_sum, z_y, wz, keep, w_t, w, eps, n_classes):
+    """The per-element loss from the row's log sum_c exp(z_c): w_y (log_sum - z_y), smoothed if eps > 0."""
     loss = np.where(keep, w_t * (log_sum - z_y), 0.0)
     if eps > 0:
-        n_classes = x.shape[1]
         w_sum = float(n_classes) if w is None else w.sum()
         smooth = w_sum * log_sum - wz
         loss = (1.0 - eps) * loss + eps / n_classes * np.where(keep, smooth, 0.0)
@@ -267,19 +282,26 @@ def _probability_backward(g, x, q, w, eps):
     return grad_input, grad_target
 
 
-def _index_backward(g, x, t, keep, w, w_t, eps, out=None):
-    """The gradient of one block, written into ``out`` (a view of the whole gradient) if given."""
+def _index_backward(g, x, t, keep, w, w_t, eps, out=None, loss=None):
+    """The gradient of one block, written into ``out`` (a view of the whole gradient) if given.
+
+    With ``loss`` (a view of the per-element loss), the block's loss is written there too, from the same e.
+    """
     n_classes = x.shape[1]
     a = np.where(keep, (1.0 - eps) * w_t * g, 0.0)  # coefficient of the nll term
     b = np.where(keep, (eps / n_classes) * g, 0.0) if eps > 0 else None  # coefficient of the smoothing term
     # p = e / s with e = exp(x - max(x)), s = sum_c e_c; the 1/s is folded into the one scaling pass below
     grad = minus_max(x, 1, out)
+    if loss is not None:
+        z_y, wz = _before_exp(grad, t, keep, w, eps)
     np.exp(grad, out=grad)  # e
     # At the target, p_y - 1 cancels when p_y ~ 1 (a confident right answer): use -(sum of the other p_j).
     e_y = np.where(keep, pick(grad, t, keep, 1), 0.0)
     add_at_target(grad, t, keep, -e_y, 1)  # e with e_y zeroed
     others = grad.sum(axis=1)  # sum_{j != y} e_j
     s = others + e_y
+    if loss is not None:
+        loss[...] = _from_log_sum(np.log(s), z_y, wz, keep, w_t, w, eps, n_classes)
     # d/dx_j = a (p_j - [j = y]) + b (p_j * sum_c w_c - w_j); the target's entry is added back last
     at_target = -a * (others / s)
     if b is None:
@@ -291,3 +313,49 @@ def _index_backward(g, x, t, keep, w, w_t, eps, out=None):
         at_target = at_target + b * w_sum * (e_y / s)
     add_at_target(grad, t, keep, np.where(keep, at_target, 0.0), 1)
     return grad
+
+
+def cross_entropy_forward_backward(
+    grad_output: ArrayLike | float,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(loss, grad_input, grad_target)``: :func:`cross_entropy` and :func:`cross_entropy_backward` in one call.
+
+    A training step needs both, and both need e = exp(x - max(x)): the forward its row sums, the backward
+    p = e / s. Float64 ``exp`` is the reference's dominant cost (NumPy's is scalar without AVX-512), so for
+    class indices this exponentiates once where the two calls do it twice. The gradient equals the backward's
+    bitwise; the loss equals the forward's up to the order of one sum (s is summed without its target term
+    first). Errors are the forward's, then the backward's, as for the two calls. Probability targets, an
+    input without classes and a 0-d input take the two calls.
+
+    >>> [a.tolist() for a in cross_entropy_forward_backward(1.0, np.zeros((1, 2)), np.array([0]))[:2]]
+    [0.6931471805599453, [[-0.5, 0.5]]]
+    """
+    options = dict(
+        weight=weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+    )
+    reduction = check_reduction(reduction)
+    x = floating("input", input)
+    ignore_index = check_ignore_index(ignore_index)
+    if np.shape(target) == x.shape or x.ndim == 0 or not x.shape[class_dim_of(x.ndim)]:
+        loss = cross_entropy(input, target, **options)
+        return (loss, *cross_entropy_backward(grad_output, input, target, **options))
+    t, keep, w, eps = _index_target(x, target, weight, ignore_index, reduction, label_smoothing)
+    _index_target(x, target, weight, ignore_index, reduction, label_smoothing, backward=True)
+    w_t = target_weights(w, t, keep)
+    g = reduce_backward(grad_output, reduction, t.shape, w_t.sum())
+    xs, ts, keeps, w_ts, gs = (_rows(a, x.ndim) for a in (x, t, keep, w_t, np.broadcast_to(g, t.shape)))
+    grad, loss = np.empty(xs.shape), np.empty(ts.shape)
+
+    def index_block(i):
+        j = without(i, 1)
+        _index_backward(gs[j], xs[i], ts[j], keeps[j], w, w_ts[j], eps, out=grad[i], loss=loss[j])
+
+    with np.errstate(invalid="ignore"):
+        map_blocks(index_block, xs.shape, whole_axis=1)
+    return _reduce_index_loss(loss.reshape(t.shape), reduction, w_t), grad.reshape(x.shape), None
