@@ -44,7 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     # The cases are small: torch's intra-op threads cost far more than they give (8-22 ms against 0.1-0.2 ms
-    # for one 8x5 forward and backward), and pytest-xdist already spreads cases over the cores.
+    # for one 8x5 forward and backward), and pytest-xdist already spreads cases over the cores. The default is
+    # kept for the benchmarks, which time torch as a user runs it.
+    config.torch_default_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         run, absent = devices.select(config.getoption("--device"))

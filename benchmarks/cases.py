@@ -10,7 +10,10 @@ import torch
 
 import reference
 
-STAGES = ("forward", "backward", "fwd+bwd")
+ONE_CALL = (
+    "fwd+bwd, one call"  # the reference's <loss>_forward_backward, where it has one; torch: its fwd+bwd
+)
+STAGES = ("forward", "backward", "fwd+bwd", ONE_CALL)
 IMPLS = ("torch", "reference")
 
 
@@ -76,8 +79,16 @@ def reference_stages(case: BenchCase, data: dict[str, np.ndarray]) -> dict[str, 
     def backward() -> object:
         return backward_fn(1.0, x, target)
 
-    return {
+    stages = {
         "forward": lambda: forward_fn(x, target),
         "backward": backward,
         "fwd+bwd": lambda: (forward_fn(x, target), backward()),
     }
+    one_call = getattr(reference, case.loss + "_forward_backward", None)
+    if one_call is not None:
+        stages[ONE_CALL] = lambda: one_call(1.0, x, target)
+    return stages
+
+
+def has_stage(case: BenchCase, stage: str, impl: str) -> bool:
+    return stage != ONE_CALL or (impl == "reference" and hasattr(reference, case.loss + "_forward_backward"))
