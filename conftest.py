@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, settings
 
 from parity_tests.harness import devices
-from parity_tests.harness.cases import PROFILES, grid
+from parity_tests.harness.cases import PROFILES, grid, grid_items
 from parity_tests.harness.dtypes import TORCH_DTYPES
 from parity_tests.harness.report import ReportPlugin, run_header
 
@@ -114,12 +114,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "case" in metafunc.fixturenames:
+    if "cases" in metafunc.fixturenames:
         config = metafunc.config
         profile = config.getoption("--profile")
         profile = profile if profile in PROFILES else "quick"  # fuzz: the quick grid beside the search
-        cases = list(grid(profile, config.parity_devices, config.getoption("--dtype")))
-        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+        cases = grid(profile, config.parity_devices, config.getoption("--dtype"))
+        items = grid_items(cases, over_shapes=profile != "gpu")
+        metafunc.parametrize("cases", list(items.values()), ids=list(items))
 
 
 @pytest.fixture(scope="session")

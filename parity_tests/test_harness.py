@@ -20,8 +20,9 @@ import pytest
 
 import reference
 from parity_tests import repro
+from parity_tests import test_parity as parity_module
 from parity_tests.harness import tables
-from parity_tests.harness.cases import Case, build
+from parity_tests.harness.cases import Case, build, grid, grid_items
 from parity_tests.harness.check import check
 from parity_tests.harness.compare import compare
 from parity_tests.harness.dtypes import eps
@@ -182,6 +183,41 @@ def cross_entropy_backward(*args, **kwargs):
 '''
 
 
+def test_grid_items_hold_every_case_once_and_differ_only_in_shape():
+    cases = list(grid("quick", ["cpu"]))
+    items = grid_items(cases)
+    assert sorted(c.id for item in items.values() for c in item) == sorted(c.id for c in cases)
+    for item_id, item in items.items():
+        assert len({(c.loss, c.options, c.regime, c.dtype, c.device, c.seed) for c in item}) == 1, item_id
+        assert len({c.shape for c in item}) == len(item), item_id
+    assert len(items) < len(cases) / 4  # the point of grouping: a fraction of pytest's per-item cost
+
+
+def test_one_bad_shape_fails_its_item_and_the_others_are_still_checked(tmp_path):
+    item = next(
+        v
+        for v in grid_items(grid("quick", ["cpu"], ["float32"])).values()
+        if v[0].loss == "nll_loss" and v[0].regime == "normal" and v[0].opts["reduction"] == "sum"
+    )
+    bad = item[2]
+    faulty = planted("nll_loss", "loss", lambda a: a * 1.01)  # 1% off, only for the shape of `bad`
+    impl = SimpleNamespace(**vars(faulty))
+    impl.nll_loss = lambda input, target, **kw: (
+        faulty if np.shape(input) == bad.shape else reference
+    ).nll_loss(input, target, **kw)
+    rows = []
+    options = {"--impl": "planted", "--report-dir": str(tmp_path)}
+    config = SimpleNamespace(parity_report=SimpleNamespace(add=rows.append), getoption=options.get)
+    with pytest.raises(pytest.fail.Exception) as info:
+        parity_module.test_parity(item, impl, SimpleNamespace(config=config))
+    assert [r.case for r in rows] == list(item)  # every case checked and reported, the bad one included
+    assert [r.case for r in rows if r.failures] == [bad]
+    message = str(info.value)
+    assert f"shape={list(bad.shape)}" in message
+    assert message.count("replay:") == 1
+    assert (tmp_path / "failures" / f"{bad.id}.json").exists()
+
+
 def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(tmp_path):
     (tmp_path / "planted_fault.py").write_text(FAULT_MODULE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
@@ -201,7 +237,7 @@ def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(tmp_pa
             "float32",
             f"--report-dir={reports}",
             "-k",
-            "cross_entropy and index and -mean-8x5-",
+            "cross_entropy-index-ii-100-mean-float32-cpu",
         ],
         cwd=ROOT,
         env=env,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,9 @@ class Case:
     @property
     def base_id(self) -> str:
         """The id without the seed, e.g. `cross_entropy-index-w-ii-100-ls0.1-mean-8x5x3-float16-cpu`."""
+        return self._id(with_shape=True)
+
+    def _id(self, with_shape: bool) -> str:
         o = self.opts
         tokens = [self.loss, o["target"]]
         if o.get("weight"):
@@ -57,7 +60,9 @@ class Case:
             tokens.append(f"ii{o['ignore_index']}")
         if o.get("label_smoothing"):
             tokens.append(f"ls{o['label_smoothing']}")
-        tokens += [o["reduction"], "x".join(map(str, self.shape)) or "scalar"]
+        tokens.append(o["reduction"])
+        if with_shape:
+            tokens.append("x".join(map(str, self.shape)) or "scalar")
         if self.regime != self.spec.regimes[0]:
             tokens.append(self.regime)
         return "-".join([*tokens, self.dtype, self.device])
@@ -123,6 +128,26 @@ def build(case: Case) -> CaseData:
     arrays = {k: v if v.dtype.kind in "iu" else round_to(v, case.dtype) for k, v in drawn.items()}
     keywords = {k: v for k, v in case.opts.items() if k in _KEYWORDS}
     return CaseData(case, arrays, keywords)
+
+
+def grid_items(cases: Iterable[Case], over_shapes: bool = True) -> dict[str, tuple[Case, ...]]:
+    """The grid as test items: the cases of the same loss, options, regime, dtype, device and seed, over their
+    shapes, make one item (as torch's OpInfo tests run one op and dtype over its sample inputs). pytest's own
+    cost per item is most of a small case's, so a fifth of the items is a quicker gate; failures, records and
+    replays stay per case. An item's id is the cases' id without the shape, unless it holds one shape only.
+    ``over_shapes=False``: one case per item (the gpu profile's cases take up to minutes and are sized alone)."""
+    items: dict[tuple, list[Case]] = {}
+    for case in cases:
+        key = (case.loss, case.options, case.regime, case.dtype, case.device, case.seed)
+        if not over_shapes:
+            key += (case.shape,)
+        items.setdefault(key, []).append(case)
+    return {
+        (group[0].id if len(group) == 1 else f"{group[0]._id(with_shape=False)}-s{group[0].seed}"): tuple(
+            group
+        )
+        for group in items.values()
+    }
 
 
 def _option_grid(spec: LossSpec) -> Iterator[dict[str, Any]]:
