@@ -7,8 +7,6 @@ plants a fault: each check must fail on the fault and pass without it.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -166,29 +164,23 @@ def test_a_gpu_case_that_does_not_fit_is_skipped_with_the_reason(monkeypatch):
     assert devices.unfit(case("cross_entropy", "float32")) is None  # the grid's cases are never sized
 
 
-def test_an_absent_device_collects_nothing_and_says_so(tmp_path):
+def test_an_absent_device_collects_nothing_and_says_so(pytester, tmp_path):
     if "cuda" in devices.available():
         pytest.skip("this machine has cuda")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "parity_tests/test_parity.py",
-            "parity_tests/test_determinism.py",
-            "--device",
-            "cuda",
-            "-p",
-            "no:cacheprovider",
-            f"--report-dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run = pytester.runpytest_inprocess(
+        *(str(ROOT / "parity_tests" / name) for name in ("test_parity.py", "test_determinism.py")),
+        "--device",
+        "cuda",
+        "-p",
+        "no:cacheprovider",
+        f"--report-dir={tmp_path}",
+        f"--rootdir={ROOT}",
+        "-c",
+        str(ROOT / "pyproject.toml"),
     )
-    assert proc.returncode == 0, proc.stdout[-2000:]
-    assert "not on this machine, nothing collected: cuda" in proc.stdout
+    output = run.stdout.str()
+    assert run.ret == 0, output[-2000:]
+    assert "not on this machine, nothing collected: cuda" in output
     assert "(absent here: cuda)" in (tmp_path / "summary.md").read_text()
 
 

@@ -8,9 +8,6 @@ element), write a complete record, and replay from that record alone.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -218,37 +215,31 @@ def test_one_bad_shape_fails_its_item_and_the_others_are_still_checked(tmp_path)
     assert (tmp_path / "failures" / f"{bad.id}.json").exists()
 
 
-def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(tmp_path):
+def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(pytester, monkeypatch, tmp_path):
     (tmp_path / "planted_fault.py").write_text(FAULT_MODULE)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    monkeypatch.syspath_prepend(str(tmp_path))
     reports = tmp_path / "reports"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(ROOT / "parity_tests" / "test_parity.py"),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--impl",
-            "planted_fault",
-            "--dtype",
-            "float32",
-            f"--report-dir={reports}",
-            "-k",
-            "cross_entropy-index-ii-100-mean-float32-cpu",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run = pytester.runpytest_inprocess(
+        str(ROOT / "parity_tests" / "test_parity.py"),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--impl",
+        "planted_fault",
+        "--dtype",
+        "float32",
+        f"--report-dir={reports}",
+        f"--rootdir={ROOT}",
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "-k",
+        "cross_entropy-index-ii-100-mean-float32-cpu",
     )
-    assert run.returncode == 1, run.stdout + run.stderr
-    assert "replay: python -m parity_tests.repro" in run.stdout
+    stdout = run.stdout.str()
+    assert run.ret == 1, stdout
+    assert "replay: python -m parity_tests.repro" in stdout
     records = sorted((reports / "failures").glob("*.json"))
-    assert records, run.stdout
+    assert records, stdout
     record = json.loads(records[0].read_text())
     assert record["stage"] == "grad_input"
     assert record["impl"] == "planted_fault"
@@ -280,12 +271,8 @@ def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(tmp_pa
     assert "cross_entropy: over tolerance" in summary
     assert (reports / "junit.xml").exists()
 
-    sys.path.insert(0, str(tmp_path))
-    try:
-        assert repro.main([str(records[0])]) == 1  # still failing with the planted fault
-        assert repro.main([str(records[0]), "--impl", "reference"]) == 0  # passes with the reference
-    finally:
-        sys.path.remove(str(tmp_path))
+    assert repro.main([str(records[0])]) == 1  # still failing with the planted fault
+    assert repro.main([str(records[0]), "--impl", "reference"]) == 0  # passes with the reference
 
 
 def test_every_registered_deviation_is_documented_with_evidence():
