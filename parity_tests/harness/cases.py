@@ -142,12 +142,11 @@ def grid_items(cases: Iterable[Case], over_shapes: bool = True) -> dict[str, tup
         if not over_shapes:
             key += (case.shape,)
         items.setdefault(key, []).append(case)
-    return {
-        (group[0].id if len(group) == 1 else f"{group[0]._id(with_shape=False)}-s{group[0].seed}"): tuple(
-            group
-        )
-        for group in items.values()
-    }
+    named = {}
+    for group in items.values():
+        first = group[0]
+        named[first.id if len(group) == 1 else f"{first._id(with_shape=False)}-s{first.seed}"] = tuple(group)
+    return named
 
 
 def _option_grid(spec: LossSpec) -> Iterator[dict[str, Any]]:
