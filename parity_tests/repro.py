@@ -1,38 +1,87 @@
-"""Replay one failing case from its record: `python -m parity_tests.repro RECORD.json [--impl MODULE]`.
+"""Replay one failing case from its record:
+`python -m parity_tests.repro RECORD.json [--impl MODULE] [--impl-path DIR]`.
 
-The inputs come from the record's npz, not from the grid, so the replay is exact even if the grid changes.
-Exit status: 1 if the mismatch is still there, 0 if the case now passes.
+The inputs come from the record's npz (checked against the checksums the record keeps), not from the grid, so the
+replay is exact even if the grid changes. The case is judged as the run judged it: truth, torch and candidate.
+
+Exit status: 0 the case passes now; 1 it still fails (or still hangs past --timeout); 2 the record cannot be
+replayed (missing, corrupt, relabelled, of an unknown loss, or its candidate cannot be imported), said in one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import signal
 import sys
 from pathlib import Path
-
-from parity_tests.harness.check import check
-from parity_tests.harness.report import load_record
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m parity_tests.repro", description=__doc__.splitlines()[0])
     parser.add_argument("record", type=Path, help="a failures/<case-id>.json record")
-    parser.add_argument("--impl", help="the implementation to replay against (default: the record's)")
+    parser.add_argument("--impl", help="the candidate to replay against (default: the record's)")
+    parser.add_argument("--impl-path", help="a folder to import the candidate from (default: the record's)")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds before a hanging case counts as failing"
+    )
     args = parser.parse_args(argv)
-    record, data = load_record(args.record)
-    impl_name = args.impl or record["impl"]
-    result = check(data, importlib.import_module(impl_name))
+
+    from parity_tests.harness import candidate as candidates
+    from parity_tests.harness.check import check
+    from parity_tests.harness.messages import stage_lines
+    from parity_tests.harness.record import BadRecord, load_record
+
+    try:
+        record, data = load_record(args.record)
+    except BadRecord as exc:
+        print(f"loss-parity: bad record: {exc}", file=sys.stderr)
+        return 2
+    recorded = record.get("candidate") or {}
+    name = args.impl or recorded.get("name") or "reference"
+    path = args.impl_path or (recorded.get("path") if not args.impl else None)
+    if path and path not in sys.path:
+        sys.path.insert(0, path)
+    try:
+        candidate = candidates.load(name)
+    except candidates.CandidateError as exc:
+        print(f"loss-parity: {exc}", file=sys.stderr)
+        return 2
     case = data.case
-    print(f"{case.id}  [impl {impl_name}]")
+    print(f"{case.id}  [candidate {candidate.name}, {candidate.kind} kind]")
     print(f"{case.loss} {case.opts} shape={list(case.shape)} dtype={case.dtype} device={case.device}")
+    if record.get("outcome") in ("timeout", "crash"):
+        print(f"recorded: {record['outcome']}: {record.get('problem')}")
+    if hasattr(signal, "SIGALRM"):
+        signal.signal(signal.SIGALRM, _hung)
+        signal.setitimer(signal.ITIMER_REAL, args.timeout)
+    try:
+        result = check(data, candidate)
+    except TimeoutError:
+        print(f"still hangs: no result after {args.timeout:g} s")
+        return 1
+    finally:
+        if hasattr(signal, "SIGALRM"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
     for stage in result.stages:
-        print(f"  {stage.status:9} {stage.verdict.describe()} [tolerance from {stage.tolerance.source}]")
-        if stage.deviation:
-            print(f"            registered deviation {stage.deviation.id}: {stage.deviation.what_torch_does}")
-    still = bool(result.failures) or any(s.status == "deviation" for s in result.stages)
-    print("still failing" if still else "passes now")
-    return 1 if still else 0
+        print(
+            f"  {stage.status:11} {stage.stage}: torch {stage.torch_status}, candidate {stage.candidate_status}"
+        )
+        if stage.status == "fail":
+            print("\n".join("  " + line for line in stage_lines(stage)[1:]))
+        elif stage.torch_status == "deviation":
+            print(
+                f"              registered deviation {stage.deviation.id}: {stage.deviation.what_torch_does}"
+            )
+    for deviation in result.lost_evidence:
+        print(
+            f"  registered deviation {deviation.id} names this case as evidence; torch no longer deviates here"
+        )
+    print("still failing" if result.failed else "passes now")
+    return 1 if result.failed else 0
+
+
+def _hung(signum, frame):
+    raise TimeoutError
 
 
 if __name__ == "__main__":

@@ -7,22 +7,27 @@ import pytest
 
 from parity_tests.harness import determinism
 from parity_tests.harness.cases import Case, build
+from parity_tests.plugin import selected_losses
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "repeat_case" in metafunc.fixturenames:
-        config = metafunc.config
+    config = metafunc.config
+    if "repeat_case" in metafunc.fixturenames and config.loss_parity is not None:
         cases = list(
             determinism.cases(
-                config.getoption("--profile"), config.parity_devices, config.getoption("--dtype")
+                config.getoption("--profile"),
+                config.parity_devices,
+                config.getoption("--dtype"),
+                selected_losses(config),
             )
         )
         metafunc.parametrize("repeat_case", cases, ids=[c.id for c in cases])
 
 
-def test_determinism(repeat_case: Case, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parity
+def test_determinism(repeat_case: Case, parity_run) -> None:
     result = determinism.check_determinism(build(repeat_case))
-    request.config.parity_report.add_row(
+    parity_run.add_row(
         "determinism",
         {
             "case_id": result.case_id,

@@ -8,10 +8,8 @@ Registered deviations do not fail the search; the first case each one explained 
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 
 import hypothesis
 import numpy as np
@@ -20,10 +18,14 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 import reference
 from parity_tests import repro
+from parity_tests.harness.candidate import Candidate
 from parity_tests.harness.check import check
-from parity_tests.harness.fuzz import REGIME, search
-from parity_tests.harness.report import failure_message, load_record, write_record
+from parity_tests.harness.fuzz import GATE_SETTINGS, REGIME, search
+from parity_tests.harness.messages import failure_message
+from parity_tests.harness.record import load_record, replay_command, write_record
+from parity_tests.harness.rows import parity_row
 from parity_tests.harness.specs import SPECS
+from parity_tests.plugin import selected_losses
 
 # The drawn special values (-inf logits, exact 0 and 1, empty dimensions, logits near the dtype's range) make NaN
 # and inf on purpose, on both sides; the comparison checks every NaN and inf position, so NumPy's warnings about
@@ -36,49 +38,65 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "fuzz_device" in metafunc.fixturenames:
-        metafunc.parametrize("fuzz_device", metafunc.config.parity_devices)
+    config = metafunc.config
+    if "fuzz_device" in metafunc.fixturenames and config.loss_parity is not None:
+        metafunc.parametrize("fuzz_device", config.parity_devices)
+        metafunc.parametrize("loss", selected_losses(config))
 
 
-@pytest.mark.parametrize("loss", SPECS)
+@pytest.mark.parity
 def test_fuzz(
     loss: str,
     fuzz_device: str,
-    impl: ModuleType,
+    candidate: Candidate,
+    parity_run,
     fuzz_settings: hypothesis.settings,
     pytestconfig: pytest.Config,
+    request: pytest.FixtureRequest,
 ) -> None:
     config = pytestconfig
     wanted = config.getoption("--dtype")
     dtypes = [d for d in SPECS[loss].dtypes.get(fuzz_device, ()) if not wanted or d in wanted]
     if not dtypes:
         pytest.skip(f"no dtype of {loss} selected on {fuzz_device}")
+    if not candidate.defines(loss):
+        pytest.skip(f"not implemented by the candidate: {candidate.name} defines no {loss}")
     settings = fuzz_settings
     if settings.database is not None:  # one database per test: a found failure is replayed by this test only
         folder = config.rootpath / ".hypothesis" / "fuzz" / f"{loss}-{fuzz_device}"
         settings = hypothesis.settings(settings, database=DirectoryBasedExampleDatabase(str(folder)))
-    report_dir = Path(config.getoption("--report-dir"))
+    item = request.node.nodeid
     start = time.monotonic()
-    found = search(loss, fuzz_device, dtypes, impl, settings, config.getoption("--fuzz-seconds"))
-    stats = {
-        "loss": loss,
-        "device": fuzz_device,
-        "dtypes": dtypes,
-        "examples": found.examples,
-        "seconds": round(time.monotonic() - start, 1),
-        "max_examples": settings.max_examples,
-        "derandomize": settings.derandomize,
-        "deviations": {d: result.case.id for d, result in found.deviations.items()},
-        "failure": found.failure.case.id if found.failure else None,
-    }
-    (report_dir / "fuzz").mkdir(parents=True, exist_ok=True)
-    (report_dir / "fuzz" / f"{loss}-{fuzz_device}.json").write_text(json.dumps(stats, indent=2) + "\n")
+    found = search(
+        loss,
+        fuzz_device,
+        dtypes,
+        candidate,
+        settings,
+        config.getoption("--fuzz-seconds"),
+        watch=lambda data: parity_run.case(data, item, snapshot=True),
+    )
+    parity_run.add_row(
+        "fuzz",
+        {
+            "loss": loss,
+            "device": fuzz_device,
+            "dtypes": dtypes,
+            "examples": found.examples,
+            "seconds": round(time.monotonic() - start, 1),
+            "max_examples": settings.max_examples,
+            "derandomize": settings.derandomize,
+            "deviations": {d: result.case.id for d, result in found.deviations.items()},
+            "failure": found.failure.case.id if found.failure else None,
+        },
+    )
     for result in found.deviations.values():
-        config.parity_report.add(result, explained_only=True)
+        parity_run.add_row("parity", parity_row(result, item))
     if found.failure:
-        config.parity_report.add(found.failure, explained_only=True)
-        record = write_record(found.failure, config.getoption("--impl"), report_dir)
-        pytest.fail(failure_message(found.failure, record), pytrace=False)
+        path = write_record(found.failure, parity_run.failures_dir)
+        replay = replay_command(path, candidate)
+        parity_run.add_row("parity", parity_row(found.failure, item, str(path), replay))
+        pytest.fail(failure_message(found.failure, replay), pytrace=False)
 
 
 def _planted_cross_entropy_fault() -> SimpleNamespace:
@@ -101,9 +119,7 @@ def _planted_cross_entropy_fault() -> SimpleNamespace:
 
 
 def test_a_fault_under_one_option_combination_is_found_shrunk_and_replayable(tmp_path):
-    settings = hypothesis.settings(
-        hypothesis.settings.get_profile("loss-parity-gate"), max_examples=1500, derandomize=True
-    )
+    settings = hypothesis.settings(GATE_SETTINGS, max_examples=1500, derandomize=True)
     impl = _planted_cross_entropy_fault()
     # float64, where a 1% error is far over the tolerance (a second dtype only doubles the search); derandomized:
     # found after about 270 examples, shrunk to 2 elements in about 90 more
@@ -111,17 +127,17 @@ def test_a_fault_under_one_option_combination_is_found_shrunk_and_replayable(tmp
     assert found.failure is not None, f"not found in {found.examples} examples"
     result = found.failure
     case = result.case
-    assert [s.verdict.stage for s in result.failures] == ["grad_input"]
+    assert [(s.stage, s.wrong) for s in result.failures] == [("grad_input", "candidate")]
     assert case.regime == REGIME
     assert (case.opts["weight"], case.opts["reduction"]) == ("class", "sum")
     assert case.opts["label_smoothing"] > 0
     assert result.data.arrays["input"].size <= 4, f"not shrunk: {case.id}"
 
-    record_path = write_record(result, "planted", tmp_path)
+    record_path = write_record(result, tmp_path)
     _, data = load_record(record_path)
     assert data.case == case
     assert data.keywords == result.data.keywords
     for name, array in result.data.arrays.items():
         np.testing.assert_array_equal(data.arrays[name], array)
-    assert [s.verdict.stage for s in check(data, impl).failures] == ["grad_input"]
+    assert [s.stage for s in check(data, impl).failures] == ["grad_input"]
     assert repro.main([str(record_path), "--impl", "reference"]) == 0  # the reference passes the shrunk case

@@ -19,11 +19,13 @@ import reference
 from parity_tests import repro
 from parity_tests import test_parity as parity_module
 from parity_tests.harness import tables
+from parity_tests.harness.candidate import wrap
 from parity_tests.harness.cases import Case, build, grid, grid_items
 from parity_tests.harness.check import check
 from parity_tests.harness.compare import compare
 from parity_tests.harness.dtypes import eps
-from parity_tests.harness.report import write_record
+from parity_tests.harness.record import write_record
+from parity_tests.harness.run import Run
 from parity_tests.harness.specs import SPECS
 from parity_tests.harness.tables import deviations
 
@@ -99,7 +101,7 @@ def test_a_relative_error_of_16_eps_is_caught(loss, stage, target, dtype):
         c = case(loss, dtype, target=target, reduction=reduction)
         assert not check(build(c), reference).failures, f"the unmodified reference must pass {c.id}"
         result = check(build(c), planted(loss, stage, scale_by(1 + 16 * eps(dtype))))
-        assert [s.verdict.stage for s in result.failures] == [stage], c.id
+        assert [(s.stage, s.wrong) for s in result.failures] == [(stage, "candidate")], c.id
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -132,9 +134,9 @@ def test_one_wrong_gradient_entry_is_caught_at_its_index(dtype, fault, transform
     impl = planted(c.loss, "grad_input", transform)
     result = check(data, impl)
     (failure,) = result.failures
-    assert failure.verdict.stage == "grad_input"
+    assert (failure.stage, failure.wrong) == ("grad_input", "candidate")
     assert list(failure.verdict.worst_index) == expected_index
-    record = json.loads(write_record(result, "planted", tmp_path).read_text())
+    record = json.loads(write_record(result, tmp_path).read_text())
     assert record["cause"] == cause
     assert record["worst_index"] == expected_index
 
@@ -148,14 +150,14 @@ def test_a_wrong_mean_denominator_is_caught(dtype):
     n_kept = np.sum(arrays["target"] != -100)
     weight_sum = arrays["weight"].astype(np.float64)[arrays["target"][arrays["target"] != -100]].sum()
     result = check(data, planted("nll_loss", "loss", scale_by(weight_sum / n_kept)))
-    assert [s.verdict.stage for s in result.failures] == ["loss"]
+    assert [s.stage for s in result.failures] == ["loss"]
 
 
 def test_a_mishandled_ignore_index_is_caught():
     # The fault: ignore_index forgotten (treated as the default -100 while the case ignores class 1).
     c = case("cross_entropy", "float32", ignore_index=1, reduction="mean")
     result = check(build(c), planted("cross_entropy", "loss", lambda a: a, ignore_index=-100))
-    assert {s.verdict.stage for s in result.failures} == {"loss", "grad_input"}
+    assert {s.stage for s in result.failures} == {"loss", "grad_input"}
 
 
 def test_a_raising_implementation_fails_every_stage():
@@ -164,7 +166,7 @@ def test_a_raising_implementation_fails_every_stage():
 
     impl = SimpleNamespace(binary_cross_entropy=broken, binary_cross_entropy_backward=broken)
     result = check(build(case("binary_cross_entropy", "float32")), impl)
-    assert [s.verdict.stage for s in result.failures] == ["loss", "grad_input", "grad_target"]
+    assert [s.stage for s in result.failures] == ["loss", "grad_input", "grad_target"]
     assert "ZeroDivisionError: planted" in result.failures[0].verdict.problem
 
 
@@ -202,17 +204,22 @@ def test_one_bad_shape_fails_its_item_and_the_others_are_still_checked(tmp_path)
     impl.nll_loss = lambda input, target, **kw: (
         faulty if np.shape(input) == bad.shape else reference
     ).nll_loss(input, target, **kw)
-    rows = []
-    options = {"--impl": "planted", "--report-dir": str(tmp_path)}
-    config = SimpleNamespace(parity_report=SimpleNamespace(add=rows.append), getoption=options.get)
+    candidate = wrap(impl, "planted")
+    run = Run(SimpleNamespace(), tmp_path, {}, candidate)
+    request = SimpleNamespace(
+        node=SimpleNamespace(nodeid="item"), config=SimpleNamespace(getoption=lambda *a: False)
+    )
     with pytest.raises(pytest.fail.Exception) as info:
-        parity_module.test_parity(item, impl, SimpleNamespace(config=config))
-    assert [r.case for r in rows] == list(item)  # every case checked and reported, the bad one included
-    assert [r.case for r in rows if r.failures] == [bad]
+        parity_module.test_parity(item, candidate, run, request)
+    run.close()
+    rows = [json.loads(line) for line in (run.dir / "rows" / "main.jsonl").read_text().splitlines()]
+    assert [r["case_id"] for r in rows] == [c.id for c in item]  # every case checked and reported
+    assert [r["case_id"] for r in rows if r["outcome"] == "failed"] == [bad.id]
     message = str(info.value)
     assert f"shape={list(bad.shape)}" in message
+    assert "the candidate is wrong" in message
     assert message.count("replay:") == 1
-    assert (tmp_path / "failures" / f"{bad.id}.json").exists()
+    assert (run.failures_dir / f"{bad.id}.json").exists()
 
 
 def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(pytester, monkeypatch, tmp_path):
@@ -237,8 +244,10 @@ def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(pytest
     )
     stdout = run.stdout.str()
     assert run.ret == 1, stdout
-    assert "replay: python -m parity_tests.repro" in stdout
-    records = sorted((reports / "failures").glob("*.json"))
+    assert "-m parity_tests.repro" in stdout
+    assert "--impl planted_fault --impl-path" in stdout
+    (run_dir,) = (reports / "runs").iterdir()
+    records = sorted((run_dir / "failures").glob("*.json"))
     assert records, stdout
     record = json.loads(records[0].read_text())
     assert record["stage"] == "grad_input"
@@ -266,10 +275,11 @@ def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(pytest
         "inf_mismatches",
     ):
         assert key in record, key
-    assert (reports / record["inputs_file"]).exists() or (records[0].parent / record["inputs_file"]).exists()
-    summary = (reports / "summary.md").read_text()
-    assert "cross_entropy: over tolerance" in summary
-    assert (reports / "junit.xml").exists()
+    assert (records[0].parent / record["inputs_file"]).exists()
+    summary = (reports / "latest" / "summary.md").read_text()
+    assert summary.startswith("FAIL: ")
+    assert "candidate wrong: cross_entropy, over tolerance" in summary
+    assert (run_dir / "junit.xml").exists()
 
     assert repro.main([str(records[0])]) == 1  # still failing with the planted fault
     assert repro.main([str(records[0]), "--impl", "reference"]) == 0  # passes with the reference

@@ -7,19 +7,23 @@ from __future__ import annotations
 import pytest
 
 from parity_tests.harness.invalid import INVALID, outcome, outcome_in_subprocess
+from parity_tests.plugin import selected_losses
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "invalid_device" in metafunc.fixturenames:
-        metafunc.parametrize("invalid_device", metafunc.config.parity_devices)
+    config = metafunc.config
+    if "invalid_device" in metafunc.fixturenames and config.loss_parity is not None:
+        metafunc.parametrize("invalid_device", config.parity_devices)
+        losses = selected_losses(config)
+        metafunc.parametrize("name", [n for n, invalid in INVALID.items() if invalid.loss in losses])
 
 
-@pytest.mark.parametrize("name", INVALID)
-def test_invalid_input(name: str, invalid_device: str, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parity
+def test_invalid_input(name: str, invalid_device: str, parity_run) -> None:
     device, invalid = invalid_device, INVALID[name]
     observed = outcome(name, device) if device == "cpu" else outcome_in_subprocess(name, device)
     expected = invalid.outcomes.get(device)
-    request.config.parity_report.add_row(
+    parity_run.add_row(
         "invalid",
         {
             "name": name,

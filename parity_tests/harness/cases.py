@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from parity_tests.harness.dtypes import NUMPY_DTYPES, round_to
-from parity_tests.harness.specs import GPU_DTYPES, SPECS, LossSpec, Shape
+from parity_tests.harness.specs import GPU_DTYPES, SPECS, LossSpec, Shape, resolve_ignore_index
 
 # Options that are handed to the loss as they are (the rest describe how inputs are drawn).
 _KEYWORDS = ("ignore_index", "reduction", "label_smoothing")
@@ -56,7 +56,7 @@ class Case:
             tokens.append("w" if o["weight"] == "class" else f"w.{o['weight']}")
         if o.get("pos_weight"):
             tokens.append(f"pw.{o['pos_weight']}")
-        if "ignore_index" in o and o["target"] == "index":
+        if "ignore_index" in o and (o["target"] == "index" or o["ignore_index"] != -100):
             tokens.append(f"ii{o['ignore_index']}")
         if o.get("label_smoothing"):
             tokens.append(f"ls{o['label_smoothing']}")
@@ -104,9 +104,10 @@ class CaseData:
     keywords: dict[str, Any] = field(default_factory=dict)
 
     def impl_arrays(self) -> dict[str, np.ndarray]:
-        """The arrays as the implementation receives them: the case's dtype (float32 for bfloat16)."""
+        """Fresh copies of the arrays as a NumPy implementation receives them: the case's dtype (float32 for
+        bfloat16). Fresh on every call, so that nothing an implementation does to them changes the case."""
         np_dtype = NUMPY_DTYPES[self.case.dtype]
-        return {k: v if v.dtype.kind in "iu" else v.astype(np_dtype) for k, v in self.arrays.items()}
+        return {k: v.copy() if v.dtype.kind in "iu" else v.astype(np_dtype) for k, v in self.arrays.items()}
 
 
 def output_shape(case: Case, arrays: Mapping[str, np.ndarray]) -> Shape:
@@ -127,6 +128,8 @@ def build(case: Case) -> CaseData:
     drawn["grad_output"] = rng.uniform(0.5, 2.0, out_shape) * rng.choice([-1.0, 1.0], out_shape)
     arrays = {k: v if v.dtype.kind in "iu" else round_to(v, case.dtype) for k, v in drawn.items()}
     keywords = {k: v for k, v in case.opts.items() if k in _KEYWORDS}
+    if "ignore_index" in keywords:
+        keywords["ignore_index"] = resolve_ignore_index(keywords["ignore_index"], case.shape)
     return CaseData(case, arrays, keywords)
 
 
@@ -155,7 +158,9 @@ def _option_grid(spec: LossSpec) -> Iterator[dict[str, Any]]:
         yield dict(zip(names, values, strict=True))
 
 
-def grid(profile: str, devices: list[str], dtypes: list[str] | None = None) -> Iterator[Case]:
+def grid(
+    profile: str, devices: list[str], dtypes: list[str] | None = None, losses: list[str] | None = None
+) -> Iterator[Case]:
     """Every case of a profile. quick: every option combination on the quick shapes in the ordinary regime,
     and on a few of them in the other regimes. full: every combination, shape and regime, two seeds. gpu: the
     device-scale shapes with their few option combinations, float32 and bfloat16 (a case that does not fit in
@@ -163,6 +168,8 @@ def grid(profile: str, devices: list[str], dtypes: list[str] | None = None) -> I
     if profile not in PROFILES:
         raise ValueError(f"profile: {profile!r} is not one of {PROFILES}")
     for spec in SPECS.values():
+        if losses is not None and spec.name not in losses:
+            continue
         for device in devices:
             for dtype in spec.dtypes.get(device, ()):
                 if dtypes and dtype not in dtypes:

@@ -37,12 +37,18 @@ class Determinism:
         return not self.differing or self.documented is not None
 
 
-def cases(profile: str, devices: list[str], dtypes: list[str] | None = None) -> Iterator[Case]:
+def cases(
+    profile: str, devices: list[str], dtypes: list[str] | None = None, losses: list[str] | None = None
+) -> Iterator[Case]:
     """Every option combination of each loss in its ordinary regime, on SHAPES."""
     if profile not in PROFILES:
         profile = "quick"
     quick = profile == "quick"
-    for case in grid("full", devices, ["float32"] if quick else dtypes):
+    if quick:  # float32 only
+        if dtypes and "float32" not in dtypes:
+            return
+        dtypes = ["float32"]
+    for case in grid("full", devices, dtypes, losses):
         # One grid case per option combination, dtype and device stands for it.
         if case.seed == 0 and case.regime == case.spec.regimes[0] and case.shape == (8, 5):
             for shape in SHAPES[:1] if quick or case.device == "cpu" else SHAPES:

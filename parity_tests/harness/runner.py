@@ -1,15 +1,15 @@
-"""Run one case on both sides: torch in the case's dtype and device, the implementation under test in float64."""
+"""Run one case on torch (in the case's dtype and device) and on the truth (the reference, in float64)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 
 import numpy as np
 import torch
 
 from parity_tests.harness.cases import CaseData
 from parity_tests.harness.dtypes import TORCH_DTYPES
+from parity_tests.harness.oracle import truth
 from parity_tests.harness.threads import THREADS
 
 STAGES = ("loss", "grad_input", "grad_target")
@@ -60,21 +60,13 @@ def _forward_backward(data: CaseData, tensor: Callable[[str], torch.Tensor]) -> 
     }
 
 
-def run_impl(data: CaseData, impl: ModuleType) -> Outputs:
-    """The implementation's forward and `<loss>_backward`, fed the same rounded values."""
+def run_truth(data: CaseData) -> Outputs:
+    """The truth: the reference's forward and `<loss>_backward` on (copies of) the same rounded values."""
     name = data.case.loss
     arrays = data.impl_arrays()
     extras = {k: arrays[k] for k in ("weight", "pos_weight") if k in arrays}
-    loss = getattr(impl, name)(arrays["input"], arrays["target"], **extras, **data.keywords)
-    grad_input, grad_target = getattr(impl, f"{name}_backward")(
+    loss = getattr(truth, name)(arrays["input"], arrays["target"], **extras, **data.keywords)
+    grad_input, grad_target = getattr(truth, f"{name}_backward")(
         arrays["grad_output"], arrays["input"], arrays["target"], **extras, **data.keywords
     )
-
-    def as_float64(x: object) -> np.ndarray | None:
-        return None if x is None else np.asarray(x, dtype=np.float64)
-
-    return {
-        "loss": as_float64(loss),
-        "grad_input": as_float64(grad_input),
-        "grad_target": as_float64(grad_target),
-    }
+    return {"loss": np.asarray(loss), "grad_input": grad_input, "grad_target": grad_target}

@@ -6,22 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from parity_tests.harness.cases import Case
 
-SELECTOR_FIELDS = {
-    "loss",
-    "stage",
-    "dtype",
-    "device",
-    "regime",
-    "shape",
-    "numel",
-    "classes",
-    "options",
-    "torch",
-}
+# What a case is, not which grid shape it has: a deviation selects by its cause (conditions.py), so that the same
+# torch error is explained on any shape that has it.
+SELECTOR_FIELDS = {"loss", "stage", "dtype", "device", "classes", "options", "torch"}
 
 
 def _is(value: Any, wanted: Any) -> bool:
@@ -44,26 +33,15 @@ def torch_version_in(version: str, spec: str) -> bool:
 
 
 def matches(entry: Mapping[str, Any], case: Case, stage: str, torch_version: str) -> bool:
-    """Whether a table entry selects this case and stage. Fields: loss, stage, dtype, device, regime, shape,
-    numel and classes ([lowest, highest] of the input's element count and class count: for the fuzz's drawn
-    shapes), options (a table of option values), torch (a version range)."""
-    fields = {
-        "loss": case.loss,
-        "stage": stage,
-        "dtype": case.dtype,
-        "device": case.device,
-        "regime": case.regime,
-    }
+    """Whether a table entry selects this case and stage. Fields: loss, stage, dtype, device, classes ([lowest,
+    highest] class count of the input), options (a table of option values), torch (a version range)."""
+    fields = {"loss": case.loss, "stage": stage, "dtype": case.dtype, "device": case.device}
     if any(key in entry and not _is(value, entry[key]) for key, value in fields.items()):
         return False
-    if "shape" in entry and list(case.shape) not in entry["shape"]:
-        return False
-    sizes = {"numel": int(np.prod(case.shape)), "classes": _classes(case)}
-    if any(
-        key in entry and (size is None or not entry[key][0] <= size <= entry[key][1])
-        for key, size in sizes.items()
-    ):
-        return False
+    if "classes" in entry:
+        classes = _classes(case)
+        if classes is None or not entry["classes"][0] <= classes <= entry["classes"][1]:
+            return False
     opts = case.opts
     if any(not _is(opts.get(name), wanted) for name, wanted in entry.get("options", {}).items()):
         return False
@@ -79,5 +57,5 @@ def _classes(case: Case) -> int | None:
 
 def specificity(entry: Mapping[str, Any]) -> int:
     """How many fields an entry pins down: the most specific matching entry wins."""
-    fields = ("loss", "stage", "dtype", "device", "regime", "shape", "numel", "classes", "torch")
+    fields = ("loss", "stage", "dtype", "device", "classes", "torch", "condition", "terms")
     return sum(k in entry for k in fields) + len(entry.get("options", {}))

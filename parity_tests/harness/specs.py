@@ -45,7 +45,10 @@ class LossSpec:
 
     def valid(self, options: Mapping[str, Any], shape: Shape, regime: str) -> bool:
         """Whether torch accepts this combination (invalid ones belong to test_errors.py)."""
-        if options.get("target") == "prob" and options.get("ignore_index", -100) >= 0:
+        if (
+            options.get("target") == "prob"
+            and resolve_ignore_index(options.get("ignore_index", -100), shape) >= 0
+        ):
             return False  # torch: ignore_index is not supported for floating point targets
         if regime == "all-ignored" and options.get("target") != "index":
             return False
@@ -54,6 +57,13 @@ class LossSpec:
 
 def _class_dim(shape: Shape) -> int:
     return 0 if len(shape) == 1 else 1
+
+
+def resolve_ignore_index(value: int | str, shape: Shape) -> int:
+    """An ignore_index option as torch receives it: "last" is the last class of the shape (C - 1)."""
+    if value == "last":
+        return max(shape[_class_dim(shape)] - 1, 0) if shape else 0
+    return int(value)
 
 
 def _logits(rng: np.random.Generator, shape: Shape, regime: str) -> np.ndarray:
@@ -71,7 +81,7 @@ def _class_targets(rng: np.random.Generator, shape: Shape, options: Mapping[str,
     dim = _class_dim(shape)
     n_classes = shape[dim]
     target_shape = shape[:dim] + shape[dim + 1 :]
-    ignore_index = options.get("ignore_index", -100)
+    ignore_index = resolve_ignore_index(options.get("ignore_index", -100), shape)
     if options.get("target") == "prob":
         target = np.exp(_log_softmax(rng.normal(0.0, 1.0, shape), dim))
     else:
@@ -267,7 +277,7 @@ SPECS: dict[str, LossSpec] = {
             options={
                 "target": ("index", "prob"),
                 "weight": (None, "class"),
-                "ignore_index": (-100, 1),
+                "ignore_index": (-100, -1, 1, "last"),
                 "reduction": REDUCTIONS,
                 "label_smoothing": (0.0, 0.1, 1.0),
             },
@@ -291,7 +301,7 @@ SPECS: dict[str, LossSpec] = {
             options={
                 "target": ("index",),
                 "weight": (None, "class"),
-                "ignore_index": (-100, 1),
+                "ignore_index": (-100, -1, 1, "last"),
                 "reduction": REDUCTIONS,
             },
             shapes=_CLASS_SHAPES,

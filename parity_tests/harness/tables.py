@@ -9,10 +9,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from parity_tests.harness.cases import Case
-from parity_tests.harness.compare import Verdict
+from parity_tests.harness.cases import Case, CaseData
+from parity_tests.harness.compare import Verdict, compare
+from parity_tests.harness.conditions import CONDITIONS, TERMS
 from parity_tests.harness.selectors import SELECTOR_FIELDS, matches, specificity
 
 if sys.version_info >= (3, 11):
@@ -26,11 +28,16 @@ HERE = Path(__file__).parent
 # The fields each table's entries may have. An unknown field (a typo) would silently select more than meant.
 FIELDS = {
     "tolerance": {"id", "eps", "evidence"} | SELECTOR_FIELDS,
+    "factor": {"id", "k", "evidence"} | SELECTOR_FIELDS,
     "deviation": {
         "id",
         "what_torch_does",
         "true_value",
         "evidence",
+        "evidence_cases",
+        "reproduction",
+        "condition",
+        "terms",
         "nonfinite",
         "finite_for_nan",
         "max_eps",
@@ -51,6 +58,9 @@ def _load(name: str, key: str) -> list[dict[str, Any]]:
                 f"{name}: entry {entry.get('id')!r} has unknown fields {sorted(unknown)} or lacks "
                 "an id or evidence"
             )
+        for field, known in (("condition", CONDITIONS), ("terms", TERMS)):
+            if field in entry and entry[field] not in known:
+                raise ValueError(f"{name}: entry {entry['id']!r}: unknown {field} {entry[field]!r}")
     return entries
 
 
@@ -71,14 +81,26 @@ def tolerance_for(case: Case, stage: str) -> Tolerance:
     return Tolerance(float(best["eps"]), best["id"], best["evidence"])
 
 
+def candidate_factor(case: Case, stage: str) -> float:
+    """K: how many times torch's own error a candidate's error may be, where torch is within its tolerance."""
+    found = [e for e in _load("tolerances.toml", "factor") if matches(e, case, stage, torch.__version__)]
+    return float(max(found, key=specificity)["k"]) if found else 1.0
+
+
 @dataclass(frozen=True)
 class Deviation:
-    """A known torch deviation. It explains a mismatch of a selected stage when torch's finite error stays within
-    `max_eps` (if given), the compared array's scale within `max_scale` (if given: a deviation of tiny results
-    only), and every NaN/inf difference is a NaN/inf of torch's that the truth has not (allowed only with
-    `nonfinite = true`) or a finite value of torch's where the truth is NaN (allowed only with
-    `finite_for_nan = true`). It is strict per run: a deviation that selects cases of a run but
-    explains none of them fails the run (torch may have been fixed)."""
+    """A known torch deviation, selected by the loss, stage, dtype, device, options, torch version and class count
+    it names and by its `condition` (conditions.py), computed from the case's inputs.
+
+    It explains a mismatch of a selected stage when every NaN/inf difference is a NaN/inf of torch's that the truth
+    has not (allowed only with `nonfinite = true`) or a finite value of torch's where the truth is NaN (only with
+    `finite_for_nan = true`), and torch's finite error stays within `max_eps` (if given) and the compared array's
+    scale within `max_scale` (if given: a deviation of tiny results only). A `terms` deviation judges each element
+    at the magnitude of the terms torch's formula combines (conditions.TERMS) instead of the result's scale, with
+    `max_eps` (default: the stage's tolerance) as the tolerance: it explains torch's formula and nothing else.
+
+    Strictness lives in `evidence_cases`: grid cases where torch must still deviate. A run that includes one where
+    this deviation explains none of its stages fails (torch may have been fixed there)."""
 
     id: str
     what_torch_does: str
@@ -86,17 +108,29 @@ class Deviation:
     evidence: str
     entry: dict[str, Any]
 
-    def explains(self, verdict: Verdict) -> bool:
-        differences = verdict.nan_mismatches + verdict.inf_mismatches
-        if verdict.problem or differences > verdict.spurious_nonfinite + verdict.missing_nan:
+    def selects(self, data: CaseData, stage: str) -> bool:
+        if not matches(self.entry, data.case, stage, torch.__version__):
             return False
-        if verdict.spurious_nonfinite and not self.entry.get("nonfinite", False):
+        condition = self.entry.get("condition")
+        return condition is None or CONDITIONS[condition](data)
+
+    def explains(self, verdict: Verdict, judged_at_terms: Verdict | None = None) -> bool:
+        """Whether this deviation explains torch's mismatch `verdict` (for a `terms` deviation: as judged at the
+        terms, `judged_at_terms`)."""
+        if verdict.problem:
             return False
-        if verdict.missing_nan and not self.entry.get("finite_for_nan", False):
+        v = judged_at_terms or verdict
+        differences = v.nan_mismatches + v.inf_mismatches
+        if differences > v.spurious_nonfinite + v.missing_nan:
+            return False
+        if v.spurious_nonfinite and not self.entry.get("nonfinite", False):
+            return False
+        if v.missing_nan and not self.entry.get("finite_for_nan", False):
             return False
         if verdict.scale > self.entry.get("max_scale", float("inf")):
             return False
-        return verdict.finite_error <= self.entry.get("max_eps", float("inf"))
+        limit = v.tolerance if judged_at_terms is not None else self.entry.get("max_eps", float("inf"))
+        return v.finite_error <= limit
 
 
 @cache
@@ -107,9 +141,59 @@ def deviations() -> list[Deviation]:
     ]
 
 
-def deviation_for(case: Case, stage: str, verdict: Verdict | None = None) -> Deviation | None:
-    """The registered deviation that selects this case and stage, if any: the most specific one, or given the
-    stage's verdict, the most specific one that explains it (two mechanisms may select the same stage)."""
-    found = [d for d in deviations() if matches(d.entry, case, stage, torch.__version__)]
-    explaining = [d for d in found if verdict is not None and d.explains(verdict)]
-    return max(explaining or found, key=lambda d: specificity(d.entry)) if found else None
+@cache
+def _evidence() -> dict[str, list[Deviation]]:
+    found: dict[str, list[Deviation]] = {}
+    for d in deviations():
+        for case_id in d.entry.get("evidence_cases", []):
+            found.setdefault(case_id, []).append(d)
+    return found
+
+
+def evidence_of(case_id: str) -> list[Deviation]:
+    """The deviations that name this case as evidence: torch must still deviate there."""
+    return _evidence().get(case_id, [])
+
+
+def deviation_for(
+    data: CaseData, stage: str, verdict: Verdict, expected: np.ndarray | None, actual: np.ndarray | None
+) -> tuple[Deviation | None, bool]:
+    """(the registered deviation for this stage's mismatch, whether it explains it). The most specific selecting
+    deviation that explains the mismatch, else the most specific selecting one (reported as selecting without
+    explaining), else None. A stage that passes needs none."""
+    if verdict.ok:
+        return None, False
+    found = sorted((d for d in deviations() if d.selects(data, stage)), key=lambda d: -specificity(d.entry))
+    for d in found:
+        if "terms" not in d.entry:
+            if d.explains(verdict):
+                return d, True
+            continue
+        at_terms = _at_terms(d, data, stage, verdict, expected, actual)
+        if at_terms is not None and d.explains(verdict, at_terms):
+            return d, True
+    return (found[0], False) if found else (None, False)
+
+
+# A `terms` deviation applies where the terms exceed the result's scale at least this many times: elsewhere torch's
+# formula has nothing to cancel, and its error is judged at the result's scale like any other.
+TERMS_RATIO = 2.0
+
+
+def _at_terms(
+    d: Deviation,
+    data: CaseData,
+    stage: str,
+    verdict: Verdict,
+    expected: np.ndarray | None,
+    actual: np.ndarray | None,
+) -> Verdict | None:
+    """torch's verdict with each element judged at the terms its formula combines; None where the terms do not
+    exceed the result (nothing cancels) or a side is missing."""
+    if expected is None or actual is None:
+        return None
+    terms = TERMS[d.entry["terms"]](data, stage)
+    if not np.nanmax(terms, initial=0.0) > TERMS_RATIO * verdict.scale:
+        return None
+    tolerance = d.entry.get("max_eps", verdict.tolerance)
+    return compare(stage, expected, actual, data.case.dtype, tolerance, verdict.scale, verdict.names, terms)
