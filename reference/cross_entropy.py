@@ -490,23 +490,23 @@ def _index_double_backward(g, scale, x, v, t, keep, w, w_t, eps, out):
     """grad2_input of one block, written into ``out`` (a view of the whole); returns the block's terms of
     grad_grad_output. g has the block's loss shape."""
     n_classes = x.shape[1]
-    # the backward's coefficient of its nll term, and its derivative in g (g' -> scale); 0 where ignored
+    # the backward's coefficients of its nll and smoothing terms (0 where ignored), as in _index_backward
     a = np.where(keep, (1.0 - eps) * w_t * g, 0.0)
-    a_g = np.where(keep, (1.0 - eps) * w_t * scale, 0.0)
+    b = np.where(keep, (eps / n_classes) * g, 0.0) if eps > 0 else None
     p = softmax(x, 1, out=out)
     d = _minus_pivot(v, x)
     pd = (p * d).sum(axis=1)  # <p, v> - v_m
-    terms = a_g * (pd - pick(d, t, keep, 1))  # (1 - eps) w_y (<p, v> - v_y)
+    # d phi / d g' per element, times d g' / d g = scale
+    terms = (1.0 - eps) * w_t * scale * (pd - pick(d, t, keep, 1))  # (1 - eps) w_y (<p, v> - v_y)
     s = a
-    if eps > 0:  # the smoothing term's coefficient b, likewise
-        b = np.where(keep, (eps / n_classes) * g, 0.0)
-        b_g = np.where(keep, (eps / n_classes) * scale, 0.0)
+    if b is not None:
         w_sum = float(n_classes) if w is None else w.sum()
         wd = (d if w is None else d * _class_view(w, d.ndim)).sum(axis=1)  # <w, v> - W v_m
-        terms += b_g * (w_sum * pd - wd)  # eps / C (W <p, v> - <w, v>)
+        terms += (eps / n_classes) * scale * (w_sum * pd - wd)  # eps / C (W <p, v> - <w, v>)
         s = a + b * w_sum
     # d phi / d x = s p * (v - <p, v>), v - <p, v> = d - <p, d>
     d -= np.expand_dims(pd, 1)
     out *= d
     out *= np.expand_dims(s, 1)
+    # an ignored element's gradient is 0 whatever g (its a and b are), so is its term
     return np.where(keep, terms, 0.0)
