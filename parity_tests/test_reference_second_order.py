@@ -10,12 +10,15 @@ are held to that backward itself, already proven against its forward (test_refer
 - linearity: grad2_input and grad2_target are linear in g, grad_grad_output does not depend on it, and all three
   are linear in v;
 - edge cases: empty inputs, every target ignored, a zero total weight, no classes, BCE's floor, confident rows;
+- the hand-checkable examples of the docstrings;
 - error parity: every bad call of the error table raises from the double backward what it raises from the
   backward, and a grad_grad_input of the wrong shape raises, after every other check.
 """
 
 from __future__ import annotations
 
+import doctest
+import sys
 from collections.abc import Callable
 from decimal import Decimal, localcontext
 
@@ -344,6 +347,20 @@ def test_bce_with_logits_curvature_keeps_its_digits() -> None:
     eps = np.finfo(np.float64).eps
     error = np.abs(grad2_input - exact) / exact
     assert error.max() <= 4 * eps, f"{grad2_input} vs {exact}: {error / eps} eps"
+
+
+@pytest.mark.parametrize(
+    "loss", ["nll_loss", "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
+)
+def test_docstring_example(loss: str) -> None:
+    """Each double backward's docstring ends with a value checkable by hand: it must be what the code returns."""
+    function = getattr(reference, f"{loss}_double_backward")
+    (test,) = doctest.DocTestFinder().find(function, globs=vars(sys.modules[function.__module__]).copy())
+    assert test.examples, f"{loss}_double_backward has no example"
+    result = doctest.DocTestRunner().run(test, out=lambda _: None)
+    assert result.failed == 0, (
+        f"{result.failed} of {result.attempted} examples of {loss}_double_backward fail"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
