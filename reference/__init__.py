@@ -1,4 +1,6 @@
-"""NumPy float64 reference of four torch losses: forward and hand-derived backward, no torch import."""
+"""NumPy float64 reference of four torch losses: forward, hand-derived backward and double backward.
+
+No torch import."""
 
 from .activations import log_sigmoid, log_softmax, sigmoid, softmax
 from .binary_cross_entropy import (
