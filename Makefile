@@ -36,7 +36,7 @@ $(VENV)/.lint: $(VENV)/.ready
 test: $(VENV)/.ready
 	$(PY) -m pytest -n auto --profile quick --report-dir=$(REPORT_DIR) $(PYTEST_ARGS)
 
-# The parity suite on every available device; the report lands in $(REPORT_DIR)/summary.md.
+# The parity suite on every available device; the report lands in $(REPORT_DIR)/runs/<run-id>/ ($(REPORT_DIR)/latest).
 parity: $(VENV)/.ready
 	$(PY) -m pytest parity_tests/test_parity.py -n auto --profile $(PROFILE) --report-dir=$(REPORT_DIR) $(PYTEST_ARGS)
 

@@ -130,13 +130,24 @@ def map_reduce(fn: Callable[..., np.ndarray], reduction: str, x: np.ndarray, *ar
 
 
 def map_backward(
-    fn: Callable[..., tuple[np.ndarray, np.ndarray]], g: np.ndarray, x: np.ndarray, *args: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``fn(g, x, *args) -> (grad_input, grad_target)`` for an elementwise ``fn``, block by block."""
-    grad_input, grad_target = np.empty(x.shape), np.empty(x.shape)
+    fn: Callable[..., tuple[np.ndarray, ...]],
+    g: np.ndarray,
+    x: np.ndarray,
+    *args: np.ndarray | None,
+    outputs: int = 2,
+) -> tuple[np.ndarray, ...]:
+    """``fn(g, x, *args) -> (grad_input, grad_target)`` for an elementwise ``fn``, block by block.
+
+    ``outputs``: how many arrays of x's shape ``fn`` returns (a double backward's three: the terms of
+    grad_grad_output, grad2_input, grad2_target).
+    """
+    results = tuple(np.empty(x.shape) for _ in range(outputs))
 
     def fill(i: Index) -> None:
-        grad_input[i], grad_target[i] = fn(part(g, x.shape, i), x[i], *(part(a, x.shape, i) for a in args))
+        for out, value in zip(
+            results, fn(part(g, x.shape, i), x[i], *(part(a, x.shape, i) for a in args)), strict=True
+        ):
+            out[i] = value
 
     map_blocks(fill, x.shape)
-    return grad_input, grad_target
+    return results

@@ -164,3 +164,15 @@ def grad_output_array(grad_output: ArrayLike, shape: tuple[int, ...]) -> np.ndar
     if g.shape != shape:
         raise RuntimeError(f"grad_output: shape {g.shape} does not match the loss's shape {shape}")
     return g
+
+
+def grad_grad_input_array(grad_grad_input: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
+    """A double backward's grad_grad_input as float64 of exactly the input's shape (else RuntimeError).
+
+    Checked after every check of the backward, grad_output's included: torch meets it at the second
+    ``autograd.grad``, after the first has run.
+    """
+    v = np.asarray(grad_grad_input, dtype=np.float64)
+    if v.shape != shape:
+        raise RuntimeError(f"grad_grad_input: shape {v.shape} does not match the input's shape {shape}")
+    return v

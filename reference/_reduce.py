@@ -1,4 +1,5 @@
-"""Reductions of a per-element loss, and their backward (how grad_output spreads over the elements).
+"""Reductions of a per-element loss, their backward (how grad_output spreads over the elements) and what a
+double backward needs of them (how the elements' terms gather into grad_grad_output).
 
 torch's denominators for 'mean':
   * default (BCE, BCEWithLogits): the number of elements;
@@ -45,3 +46,21 @@ def reduce_backward(
     if reduction == "mean":
         return _div(g, int(np.prod(shape)) if denominator is None else denominator)
     return g
+
+
+def reduce_scale(reduction: str, shape: tuple[int, ...], denominator: float | None = None) -> np.ndarray:
+    """d(reduced) / d(loss_n), the same for every element: 1 for 'none' and 'sum', 1 / denominator for 'mean'.
+
+    A double backward's grad_grad_output is the sum over the elements of this times d phi / d g'_n (g' the
+    grad_output as :func:`reduce_backward` spreads it); each term is scaled before the sum, so that a mean over
+    no elements gives 0 (an empty sum) and a zero term over a zero denominator gives NaN, as in the backward.
+    """
+    if reduction == "mean":
+        return _div(1.0, int(np.prod(shape)) if denominator is None else denominator)
+    return np.asarray(1.0)
+
+
+def reduce_grad_output(terms: np.ndarray, reduction: str) -> np.ndarray:
+    """grad_grad_output from its per-element terms (already times :func:`reduce_scale`): the terms themselves for
+    'none', their sum for 'mean' and 'sum' (0-d, 0 when there are none)."""
+    return terms if reduction == "none" else np.asarray(terms.sum(), dtype=np.float64)

@@ -1,4 +1,5 @@
-"""Binary cross-entropy on probabilities (torch.nn.functional.binary_cross_entropy): forward and backward."""
+"""Binary cross-entropy on probabilities (torch.nn.functional.binary_cross_entropy): forward, backward and
+double backward."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._blocks import map_backward, map_reduce
-from ._checks import check_broadcast, check_reduction, check_same_shape, check_unit_interval, floating
-from ._reduce import reduce_backward
+from ._checks import (
+    check_broadcast,
+    check_reduction,
+    check_same_shape,
+    check_unit_interval,
+    floating,
+    grad_grad_input_array,
+)
+from ._reduce import reduce_backward, reduce_grad_output, reduce_scale
 
 # torch's conventions: the forward clamps each log at -100 (so x = 0, y = 1 costs 100, not inf); the backward
 # floors x (1 - x) at EPSILON instead and does not clamp (x = 0, y = 1 gives -1/EPSILON ~ -1e12). torch's
@@ -55,6 +63,23 @@ def _backward(g: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray | None)
     return grad_input, grad_target
 
 
+def _double_backward(g: np.ndarray, x: np.ndarray, y: np.ndarray, v: np.ndarray, w: np.ndarray | None):
+    """``(terms of grad_grad_output, grad2_input, grad2_target)`` of one block (derived in the docstring of
+    :func:`binary_cross_entropy_double_backward`); the terms are still to be times the reduction's scale."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    if w is not None:
+        v = v * w
+    product = x * (1.0 - x)
+    floored = product <= GRAD_EPS  # where the backward divides by the constant GRAD_EPS
+    denominator = np.where(floored, GRAD_EPS, product)
+    terms = v * (x - y) / denominator  # the backward's own slope, times v
+    with np.errstate(divide="ignore", invalid="ignore"):  # the unfloored branch where it is not taken
+        # d/dx (x - y) / (x (1 - x)) = ((x - y)^2 + y (1 - y)) / (x (1 - x))^2: two terms >= 0, no cancellation
+        slope = np.where(floored, 1.0 / GRAD_EPS, ((x - y) ** 2 + y * (1.0 - y)) / product**2)
+    gv = g * v
+    return terms, gv * slope, -gv / denominator
+
+
 def binary_cross_entropy(
     input: ArrayLike,
     target: ArrayLike,
@@ -98,3 +123,39 @@ def binary_cross_entropy_backward(
     x, y, w = _checked(input, target, weight)
     g = reduce_backward(grad_output, reduction, x.shape)
     return map_backward(_backward, g, x, y, w)
+
+
+def binary_cross_entropy_double_backward(
+    grad_grad_input: ArrayLike,
+    grad_output: ArrayLike | float,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    reduction: str = "mean",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Double backward of :func:`binary_cross_entropy`: ``(grad_grad_output, grad2_input, grad2_target)``.
+
+    The derivatives of phi = sum g' w v (x - y) / max(x (1 - x), EPS) (v = grad_grad_input, g' = grad_output,
+    / numel for 'mean'), i.e. of <grad_input, v> with grad_input as :func:`binary_cross_entropy_backward`
+    computes it, its float32(1e-12) floor EPS included:
+
+    * d phi / d g' = w v (x - y) / max(x (1 - x), EPS), summed for 'mean' and 'sum' (/ numel for 'mean');
+    * d phi / d x = g' w v ((x - y)^2 + y (1 - y)) / (x (1 - x))^2 where x (1 - x) > EPS, from
+      d/dx (x - y) / (x (1 - x)) = (x (1 - x) - (x - y)(1 - 2x)) / (x (1 - x))^2 = (x^2 - 2xy + y) / (x (1 - x))^2;
+      g' w v / EPS where the floor holds (a constant denominator; at x (1 - x) = EPS the floor's side is taken);
+    * d phi / d y = -g' w v / max(x (1 - x), EPS).
+
+    At x = 1/2, y = 1: the slope (x - y) / (x (1 - x)) is -2, its derivative (1/4 + 0) / (1/16) = 4, and
+    d/dy = -1 / (1/4) = -4.
+
+    >>> x, y = np.array([0.5]), np.array([1.0])
+    >>> [a.tolist() for a in binary_cross_entropy_double_backward(np.ones(1), 1.0, x, y)]
+    [-2.0, [4.0], [-4.0]]
+    """
+    reduction = check_reduction(reduction)
+    x, y, w = _checked(input, target, weight)
+    g = reduce_backward(grad_output, reduction, x.shape)
+    v = grad_grad_input_array(grad_grad_input, x.shape)
+    terms, grad2_input, grad2_target = map_backward(_double_backward, g, x, y, v, w, outputs=3)
+    terms *= reduce_scale(reduction, x.shape)
+    return reduce_grad_output(terms, reduction), grad2_input, grad2_target

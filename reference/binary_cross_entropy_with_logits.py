@@ -1,4 +1,4 @@
-"""Binary cross-entropy on logits (F.binary_cross_entropy_with_logits): forward and backward."""
+"""Binary cross-entropy on logits (F.binary_cross_entropy_with_logits): forward, backward and double backward."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._blocks import map_backward, map_reduce
-from ._checks import check_broadcast, check_reduction, check_same_shape, floating
-from ._reduce import reduce_backward
+from ._checks import check_broadcast, check_reduction, check_same_shape, floating, grad_grad_input_array
+from ._reduce import reduce_backward, reduce_grad_output, reduce_scale
 from .activations import sigmoid_pair
 
 
@@ -78,6 +78,22 @@ def _backward(g: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
     return grad_input, grad_target
 
 
+def _double_backward(g, x, y, v, w, p):
+    """``(terms of grad_grad_output, grad2_input, grad2_target)`` of one block (derived in the docstring of
+    :func:`binary_cross_entropy_with_logits_double_backward`); the terms are still to be times the reduction's
+    scale."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    if w is not None:
+        v = v * w
+    py = y if p is None else p * y
+    sig, sig_neg = sigmoid_pair(x)  # sigma(x), sigma(-x): sigma'(x) = sigma(x) sigma(-x), no 1 - sigma(x)
+    terms = v * ((1.0 - y) * sig - py * sig_neg)  # the backward's own factor, times v
+    gv = g * v
+    grad2_input = gv * _log_weight(y, p) * sig * sig_neg  # (p y + 1 - y) sigma'(x)
+    grad2_target = -gv if p is None else -gv * (sig + p * sig_neg)  # two terms of one sign for p >= 0
+    return terms, grad2_input, grad2_target
+
+
 def binary_cross_entropy_with_logits(
     input: ArrayLike,
     target: ArrayLike,
@@ -130,3 +146,42 @@ def binary_cross_entropy_with_logits_backward(
     x, y, w, p = _checked(input, target, weight, pos_weight)
     g = reduce_backward(grad_output, reduction, x.shape)
     return map_backward(_backward, g, x, y, w, p)
+
+
+def binary_cross_entropy_with_logits_double_backward(
+    grad_grad_input: ArrayLike,
+    grad_output: ArrayLike | float,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    reduction: str = "mean",
+    pos_weight: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Double backward of :func:`binary_cross_entropy_with_logits`: ``(grad_grad_output, grad2_input,
+    grad2_target)``.
+
+    The derivatives of phi = sum g' w v ((1 - y) sigma(x) - p y sigma(-x)) (v = grad_grad_input, g' =
+    grad_output, / numel for 'mean'), i.e. of <grad_input, v> with grad_input as
+    :func:`binary_cross_entropy_with_logits_backward` computes it. With sigma'(x) = sigma(x) sigma(-x):
+
+    * d phi / d g' = w v ((1 - y) sigma(x) - p y sigma(-x)), summed for 'mean' and 'sum' (/ numel for 'mean');
+    * d phi / d x = g' w v (p y + 1 - y) sigma(x) sigma(-x) (= g' w v sigma'(x) without pos_weight): the
+      logistic's curvature, whatever the target's side;
+    * d phi / d y = -g' w v (sigma(x) + p sigma(-x)) (= -g' w v without pos_weight).
+
+    sigma(x) sigma(-x) is taken from both sigmoids, not as sigma (1 - sigma), which loses every digit for
+    x >> 0; ``p y + 1 - y`` is regrouped as in the forward for targets outside [0, 1].
+
+    At x = 0 both sigmoids are 1/2: with y = 1, the factor is -1/2, the curvature 1/4 and d/dy -1.
+
+    >>> x, y = np.zeros(1), np.ones(1)
+    >>> [a.tolist() for a in binary_cross_entropy_with_logits_double_backward(np.ones(1), 1.0, x, y)]
+    [-0.5, [0.25], [-1.0]]
+    """
+    reduction = check_reduction(reduction)
+    x, y, w, p = _checked(input, target, weight, pos_weight)
+    g = reduce_backward(grad_output, reduction, x.shape)
+    v = grad_grad_input_array(grad_grad_input, x.shape)
+    terms, grad2_input, grad2_target = map_backward(_double_backward, g, x, y, v, w, p, outputs=3)
+    terms *= reduce_scale(reduction, x.shape)
+    return reduce_grad_output(terms, reduction), grad2_input, grad2_target

@@ -1,4 +1,4 @@
-"""Cross-entropy loss (torch.nn.functional.cross_entropy): forward and backward.
+"""Cross-entropy loss (torch.nn.functional.cross_entropy): forward, backward and double backward.
 
 Why it learns fast: with p = softmax(z) and a target distribution q, CE = -sum_c q_c log p_c, and
 
@@ -7,6 +7,9 @@ Why it learns fast: with p = softmax(z) and a target distribution q, CE = -sum_c
 The sigma'(z) factor that makes sigmoid + MSE saturate (a confident wrong output has sigma' ~ 0, so almost no
 gradient) cancels against the 1/p of the log: the gradient is the plain error p - q, large exactly when wrong.
 With class weights w the same algebra gives p_j * sum_c w_c q_c - w_j q_j.
+
+At second order only softmax's Jacobian diag(p) - p p^T is left (the targets are constants): the Hessian of a
+row is s (diag(p) - p p^T), s the row's total target weight times grad_output.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from ._checks import (
     check_reduction,
     class_targets,
     floating,
+    grad_grad_input_array,
 )
-from ._reduce import reduce_backward, reduce_loss
+from ._reduce import reduce_backward, reduce_grad_output, reduce_loss, reduce_scale
 from .activations import log_softmax, minus_max, softmax
 from .nll_loss import add_at_target, class_dim_of, pick, target_weights
 
@@ -359,3 +363,150 @@ def cross_entropy_forward_backward(
     with np.errstate(invalid="ignore"):
         map_blocks(index_block, xs.shape, whole_axis=1)
     return _reduce_index_loss(loss.reshape(t.shape), reduction, w_t), grad.reshape(x.shape), None
+
+
+def cross_entropy_double_backward(
+    grad_grad_input: ArrayLike,
+    grad_output: ArrayLike | float,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    r"""Double backward of :func:`cross_entropy`: ``(grad_grad_output, grad2_input, grad2_target)``.
+
+    The derivatives of phi = <grad_input, v>, v = grad_grad_input, with grad_input as
+    :func:`cross_entropy_backward` computes it. Per element that is ``s p - u``, p = softmax(x), with a scalar s
+    and a vector u that do not depend on x (g' is grad_output, / D for 'mean'):
+
+    * probability targets: s = g' S and u = g' wq, where wq = w * ((1 - eps) q + eps / C) and S = sum_c wq_c;
+    * class indices: s = a + b W and u = a e_y + b w, where a = (1 - eps) w_y g', b = eps / C g' (both 0 where
+      ignored) and W = sum_c w_c.
+
+    softmax's Jacobian is diag(p) - p p^T, so
+
+        d phi / d x   = s (diag(p) - p p^T) v = s p * (v - <p, v>)
+        d phi / d g'  = <s p - u, v> / g'
+                      = S <p, v> - <wq, v>                                    (probabilities)
+                      = (1 - eps) w_y (<p, v> - v_y) + eps / C (W <p, v> - <w, v>)  (indices)
+        d phi / d q_c = g' (1 - eps) w_c (<p, v> - v_c)                           (probabilities)
+
+    and d phi / d g is d phi / d g' reduced like the loss (summed; / D for 'mean'; a zero weight over D = 0 is
+    NaN, as in the backward). The class-index target is not differentiable (None). Every ``<p, v> - v_c`` is
+    computed as ``<p, d> - d_c`` with d = v - v_m, m the row's argmax: in a confident row (p_m ~ 1) the sum
+    <p, d> has no term of size v_m to cancel against, so its small result keeps its digits.
+
+    Two equal logits, target 0, v = (1, 0): p = (1/2, 1/2), <p, v> = 1/2, so d phi / d x = p * (v - 1/2) and
+    d phi / d g = <p, v> - v_0 = -1/2.
+
+    >>> v, x, y = np.array([[1.0, 0.0]]), np.zeros((1, 2)), np.array([0])
+    >>> ggo, grad2, _ = cross_entropy_double_backward(v, 1.0, x, y)
+    >>> ggo.tolist(), grad2.tolist()
+    (-0.5, [[0.25, -0.25]])
+    """
+    reduction = check_reduction(reduction)
+    x = floating("input", input)
+    ignore_index = check_ignore_index(ignore_index)
+    if np.shape(target) == x.shape:
+        q, w, eps = _probability_target(x, target, weight, ignore_index, label_smoothing)
+        loss_shape = _loss_shape(x)
+        denominator = int(np.prod(loss_shape)) if x.size else 0
+        g = reduce_backward(grad_output, reduction, loss_shape, denominator)
+        v = grad_grad_input_array(grad_grad_input, x.shape)
+        if not x.size:  # the backward is empty whatever g and x: every derivative of phi is 0
+            return reduce_grad_output(np.zeros(loss_shape), reduction), np.zeros(x.shape), np.zeros(x.shape)
+        scale = reduce_scale(reduction, loss_shape, denominator)
+        xs, qs, vs = (_rows(a, x.ndim) for a in (x, q, v))
+        gs = _rows(np.broadcast_to(g, loss_shape), x.ndim)
+        terms = np.empty(xs.shape[:1] + xs.shape[2:])
+        grad2_input, grad2_target = np.empty(xs.shape), np.empty(xs.shape)
+
+        def probability_block(i):
+            j = without(i, 1)
+            terms[j], grad2_input[i], grad2_target[i] = _probability_double_backward(
+                gs[j], scale, xs[i], qs[i], vs[i], w, eps
+            )
+
+        with np.errstate(invalid="ignore"):  # inf * 0 = NaN, as in the backward
+            map_blocks(probability_block, xs.shape, whole_axis=1)
+        return (
+            reduce_grad_output(terms.reshape(loss_shape), reduction),
+            grad2_input.reshape(x.shape),
+            grad2_target.reshape(x.shape),
+        )
+
+    t, keep, w, eps = _index_target(
+        x, target, weight, ignore_index, reduction, label_smoothing, backward=True
+    )
+    w_t = target_weights(w, t, keep)
+    g = reduce_backward(grad_output, reduction, t.shape, w_t.sum())
+    v = grad_grad_input_array(grad_grad_input, x.shape)
+    if not x.shape[class_dim_of(x.ndim)]:  # no classes: the backward is empty, whatever g
+        return reduce_grad_output(np.zeros(t.shape), reduction), np.zeros(x.shape), None
+    scale = reduce_scale(reduction, t.shape, w_t.sum())
+    xs, vs, ts, keeps, w_ts, gs = (
+        _rows(a, x.ndim) for a in (x, v, t, keep, w_t, np.broadcast_to(g, t.shape))
+    )
+    terms, grad2_input = np.empty(ts.shape), np.empty(xs.shape)
+
+    def index_block(i):
+        j = without(i, 1)
+        terms[j] = _index_double_backward(
+            gs[j], scale, xs[i], vs[i], ts[j], keeps[j], w, w_ts[j], eps, out=grad2_input[i]
+        )
+
+    with np.errstate(invalid="ignore"):
+        map_blocks(index_block, xs.shape, whole_axis=1)
+    return reduce_grad_output(terms.reshape(t.shape), reduction), grad2_input.reshape(x.shape), None
+
+
+def _minus_pivot(v, x):
+    """``v - v_m`` along axis 1, m = argmax_c x_c: the class of the largest p (p_m ~ 1 in a confident row)."""
+    m = np.expand_dims(np.argmax(x, axis=1), 1)
+    return v - np.take_along_axis(v, m, axis=1)
+
+
+def _probability_double_backward(g, scale, x, q, v, w, eps):
+    """``(terms of grad_grad_output, grad2_input, grad2_target)`` of one block; g has the block's loss shape."""
+    g = np.expand_dims(g, 1)
+    p = softmax(x, 1)
+    w_c = 1.0 if w is None else _class_view(w, x.ndim)
+    wq = _smoothed(q, eps) * w_c
+    wq_sum = wq.sum(axis=1, keepdims=True)  # S
+    d = _minus_pivot(v, x)
+    pd = (p * d).sum(axis=1, keepdims=True)  # <p, v> - v_m
+    # d phi / d g' = S <p, v> - <wq, v> = S <p, d> - <wq, d>
+    terms = scale * (wq_sum * pd - (wq * d).sum(axis=1, keepdims=True))
+    d -= pd  # v - <p, v>
+    # d phi / d x = g' S p * (v - <p, v>);  d phi / d q = -g' (1 - eps) w * (v - <p, v>)
+    grad2_input = p * d * (g * wq_sum)
+    grad2_target = d * (-(1.0 - eps) * g * w_c)
+    return terms[:, 0], grad2_input, grad2_target
+
+
+def _index_double_backward(g, scale, x, v, t, keep, w, w_t, eps, out):
+    """grad2_input of one block, written into ``out`` (a view of the whole); returns the block's terms of
+    grad_grad_output. g has the block's loss shape."""
+    n_classes = x.shape[1]
+    # the backward's coefficients of its nll and smoothing terms (0 where ignored), as in _index_backward
+    a = np.where(keep, (1.0 - eps) * w_t * g, 0.0)
+    b = np.where(keep, (eps / n_classes) * g, 0.0) if eps > 0 else None
+    p = softmax(x, 1, out=out)
+    d = _minus_pivot(v, x)
+    pd = (p * d).sum(axis=1)  # <p, v> - v_m
+    # d phi / d g' per element, times d g' / d g = scale
+    terms = (1.0 - eps) * w_t * scale * (pd - pick(d, t, keep, 1))  # (1 - eps) w_y (<p, v> - v_y)
+    s = a
+    if b is not None:
+        w_sum = float(n_classes) if w is None else w.sum()
+        wd = (d if w is None else d * _class_view(w, d.ndim)).sum(axis=1)  # <w, v> - W v_m
+        terms += (eps / n_classes) * scale * (w_sum * pd - wd)  # eps / C (W <p, v> - <w, v>)
+        s = a + b * w_sum
+    # d phi / d x = s p * (v - <p, v>), v - <p, v> = d - <p, d>
+    d -= np.expand_dims(pd, 1)
+    out *= d
+    out *= np.expand_dims(s, 1)
+    # an ignored element's gradient is 0 whatever g (its a and b are), so is its term
+    return np.where(keep, terms, 0.0)

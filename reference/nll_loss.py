@@ -1,4 +1,4 @@
-"""Negative log-likelihood loss (torch.nn.functional.nll_loss): forward and backward.
+"""Negative log-likelihood loss (torch.nn.functional.nll_loss): forward, backward and double backward.
 
 Also the gather/scatter helpers that cross_entropy shares (it is nll_loss of log_softmax).
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._checks import check_ignore_index, check_reduction, class_targets, floating
-from ._reduce import reduce_backward, reduce_loss
+from ._checks import check_ignore_index, check_reduction, class_targets, floating, grad_grad_input_array
+from ._reduce import reduce_backward, reduce_grad_output, reduce_loss, reduce_scale
 
 
 def class_dim_of(ndim: int) -> int:
@@ -106,3 +106,45 @@ def nll_loss_backward(
     with np.errstate(invalid="ignore"):  # 0 * inf (a zero weight over a zero denominator) = NaN, as in torch
         add_at_target(grad, t, keep, np.where(keep, -w_t * g, 0.0), class_dim_of(x.ndim))
     return grad, None
+
+
+def nll_loss_double_backward(
+    grad_grad_input: ArrayLike,
+    grad_output: ArrayLike | float,
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> tuple[np.ndarray, np.ndarray, None]:
+    r"""Double backward of :func:`nll_loss`: ``(grad_grad_output, grad2_input, None)``.
+
+    The derivatives of phi = <grad_input, v>, v = grad_grad_input, with grad_input as
+    :func:`nll_loss_backward` computes it: ``-w[y_n] g'_n`` at [n, y_n] of each kept element, g'_n = g_n, or g / D
+    for 'mean'. So phi = -sum_n w[y_n] g'_n v[n, y_n] (kept n):
+
+    * d phi / d g = -w[y_n] v[n, y_n] per element, reduced like the loss (summed; / D for 'mean'): the loss of v;
+      a mean over no kept element is 0 (the backward is 0 whatever g), a zero weight over D = 0 is NaN (as is the
+      backward there);
+    * d phi / d input = 0: the backward does not depend on the input (the loss is linear in it);
+    * the target is not differentiable: None.
+
+    Targets 0 and 1, mean: the loss of v, -(v[0, 0] + v[1, 1]) / 2 = -(1 + 4) / 2.
+
+    >>> v = np.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> ggo, grad2, _ = nll_loss_double_backward(v, 1.0, np.zeros((2, 2)), np.array([0, 1]))
+    >>> ggo.tolist(), grad2.tolist()
+    (-2.5, [[0.0, 0.0], [0.0, 0.0]])
+    """
+    reduction = check_reduction(reduction)
+    x = floating("input", input)
+    ignore_index = check_ignore_index(ignore_index)
+    t, keep, w = class_targets(x, target, weight, ignore_index, reduction=reduction, backward=True)
+    w_t = target_weights(w, t, keep)
+    reduce_backward(grad_output, reduction, t.shape, w_t.sum())  # grad_output's checks, as in the backward
+    v = grad_grad_input_array(grad_grad_input, x.shape)
+    scale = reduce_scale(reduction, t.shape, w_t.sum())
+    with np.errstate(invalid="ignore"):  # a zero weight over D = 0: 0 * inf = NaN, as in the backward
+        # d phi / d g'_n = -w[y_n] v[n, y_n], times d g'_n / d g = scale
+        terms = np.where(keep, -w_t * scale * pick(v, t, keep, class_dim_of(x.ndim)), 0.0)
+    return reduce_grad_output(terms, reduction), np.zeros(x.shape), None

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One device's whole check, with the machine's installed torch (no set-up): the full profile (parity, the
 # cross-device stages against cpu, determinism, invalid inputs), the gpu profile, and torch's cross_entropy
-# throughput beside the bandwidth floor. Everything lands in OUT_DIR: each step's log, summary.md, junit.xml and
-# failure records, environment.txt and times.txt (each step's exit status and wall time).
+# throughput beside the bandwidth floor. Everything lands in OUT_DIR: each step's log and report folder (its run's
+# summary.md, junit.xml and failure records under <step>/runs/<run-id>/), environment.txt and times.txt (each step's
+# exit status and wall time).
 #
 #   scripts/device_run.sh [DEVICE [OUT_DIR]]        # defaults: cuda, reports/device-DEVICE
 #
@@ -37,10 +38,12 @@ step() {  # step NAME SECONDS COMMAND...
   rc=$?
   echo "$name: exit $rc, $(($(date +%s) - start)) s" | tee -a "$OUT_DIR/times.txt"
   tail -n 3 "$OUT_DIR/$name.log"
-  # A step stopped at its limit wrote no summary: write it from the result lines its workers left.
-  if [ -d "$OUT_DIR/$name/.results" ] && [ ! -f "$OUT_DIR/$name/summary.md" ]; then
-    "$PY" -m parity_tests.harness.report "$OUT_DIR/$name"
-  fi
+  # A step stopped at its limit left its run's folder without run.json: render what its result lines hold.
+  for run in "$OUT_DIR/$name"/runs/*/; do
+    if [ -d "$run" ] && [ ! -f "$run/run.json" ]; then
+      "$PY" -m parity_tests.report "$run"
+    fi
+  done
 }
 
 pytest_args=(-p no:cacheprovider -q -rsfE --device "$DEVICE")
