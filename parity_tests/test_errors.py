@@ -2,10 +2,10 @@
 
 One table of bad calls (``harness/bad_calls.py``), one test. For each entry the test first checks that torch (CPU)
 still raises the recorded class (so a change in torch shows up here), then that the candidate raises exactly that
-class from the loss and from its ``_backward``, with a message naming the offending argument. Messages are not
-compared with torch's: only the argument's name is asserted. A candidate that lacks the function, or declines with
-NotImplementedError where torch raises something else, is counted as not implementing it (a failure only with
-``--require-all``).
+class from the loss and from its ``_backward``. Messages are not compared with torch's; the reference's must name
+the argument (a candidate is held to the class only: torch's own messages often do not name it). A candidate that
+lacks the function, or declines with NotImplementedError where torch raises something else, is counted as not
+implementing it (a failure only with ``--require-all``).
 
 Entries with ``only_backward`` are inputs torch's forward accepts but its backward rejects: the test checks
 that both forwards succeed and both backwards raise.
@@ -122,7 +122,9 @@ def test_rejected_like_torch(candidate: Candidate, parity_run, bad: BadCall, sta
         problem = f"{stage} accepted it; torch raises {case.raises.__name__}"
     elif type(raised) is not case.raises:
         problem = f"{stage} raised {type(raised).__name__}: {raised}; torch raises {case.raises.__name__}"
-    elif case.names not in str(raised):
+    elif candidate.is_truth and case.names not in str(raised):
+        # the reference's own standard: a message that names the argument (torch's often does not: "Target 3 is
+        # out of bounds.", "expected scalar type Long but found Byte"), so a candidate is held to the class only
         problem = f"{stage}'s message does not name {case.names!r}: {raised}"
     else:
         problem = None
@@ -130,11 +132,6 @@ def test_rejected_like_torch(candidate: Candidate, parity_run, bad: BadCall, sta
         "errors", {**row, "outcome": "differ" if problem else "agree", "message": problem or str(raised)}
     )
     assert problem is None, f"{problem} [{case.loss}-{case.id}]"
-
-
-def test_table_ids_are_unique() -> None:
-    ids = [f"{c.loss}-{c.id}" for c in TABLE]
-    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
 
 
 CROSS_ENTROPY_TABLE = [c for c in TABLE if c.loss == "cross_entropy"]

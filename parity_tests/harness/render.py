@@ -334,8 +334,8 @@ def _errors_section(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "## Error parity",
         "",
-        "Bad calls that torch rejects: the candidate must reject them with the same exception class, naming the "
-        "argument.",
+        "Bad calls that torch rejects: the candidate must reject them with the same exception class (the reference "
+        "also names the argument in its message).",
         "",
         "| loss | calls | agree | differ | unsupported |",
         "|---|---|---|---|---|",

@@ -342,3 +342,10 @@ def test_a_deviation_explains_only_what_it_describes():
     assert deviation.explains(nan_where_finite)
     assert not deviation.explains(finite_far_off)
     assert not deviation.explains(torch_misses_an_inf)
+
+
+def test_the_error_table_ids_are_unique() -> None:
+    from parity_tests.harness.bad_calls import TABLE
+
+    ids = [f"{c.loss}-{c.id}" for c in TABLE]
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})

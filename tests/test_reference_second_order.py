@@ -27,7 +27,8 @@ import pytest
 
 import reference
 from parity_tests.harness.bad_calls import TABLE, BadCall
-from parity_tests.test_reference import (
+from reference.binary_cross_entropy import GRAD_EPS
+from tests.test_reference import (
     CONFIGS,
     EMPTY_CASES,
     FD_STEP,
@@ -41,7 +42,6 @@ from parity_tests.test_reference import (
     random_cotangent,
     unreduced_shape,
 )
-from reference.binary_cross_entropy import GRAD_EPS
 
 # Central differences of phi along a direction u with step h: the truncation error is ~h^2 |phi'''| / 6, at most
 # ~1e-9 of the derivative here (BCE's slope has third derivatives ~1/x^4 ~ 1e5 at x = 0.05), and the rounding error
