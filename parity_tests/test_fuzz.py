@@ -59,7 +59,7 @@ def test_fuzz(
         pytest.skip(f"not implemented by the candidate: {candidate.name} defines no {loss}")
     settings = fuzz_settings
     if settings.database is not None:  # one database per test: a found failure is replayed by this test only
-        # Hypothesis's own storage folder (./.hypothesis, or HYPOTHESIS_STORAGE_DIRECTORY): never inside an installed suite
+        # Hypothesis's own folder (./.hypothesis, or HYPOTHESIS_STORAGE_DIRECTORY), never an installed suite's
         folder = storage_directory("fuzz", f"{loss}-{fuzz_device}")
         settings = hypothesis.settings(settings, database=DirectoryBasedExampleDatabase(str(folder)))
     item = request.node.nodeid
