@@ -20,6 +20,7 @@ from parity_tests.harness import determinism, devices, invalid
 from parity_tests.harness.cases import Case, build, grid
 from parity_tests.harness.compare import compare
 from parity_tests.harness.dtypes import eps
+from parity_tests.harness.runner import STAGES
 from parity_tests.harness.specs import SPECS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,19 +50,12 @@ def twin(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
-@pytest.mark.parametrize("stage", ["loss", "grad_input", "grad_target"])
+@pytest.mark.parametrize("stage", STAGES)
 def test_a_device_that_disagrees_with_the_baseline_is_caught(twin, stage, dtype):
     c = case("cross_entropy", dtype, target="prob", reduction="none")
     result = check_module.check(build(c), reference)
     names = [s.verdict.stage for s in result.stages]
-    assert names == [
-        "loss",
-        "grad_input",
-        "grad_target",
-        "loss vs twin",
-        "grad_input vs twin",
-        "grad_target vs twin",
-    ]
+    assert names == [*STAGES, *(f"{s} vs twin" for s in STAGES)]
     assert not result.failures  # without a fault, every stage passes
     twin[stage] = lambda a: a * (1 + 16 * eps(dtype))
     result = check_module.check(build(c), reference)

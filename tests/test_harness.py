@@ -32,25 +32,31 @@ from parity_tests.harness.tables import deviations
 ROOT = Path(__file__).resolve().parent.parent
 Transform = Callable[[np.ndarray], np.ndarray]
 STAGE_INDEX = {"grad_input": 0, "grad_target": 1}
+SECOND_ORDER_INDEX = {"grad_grad_output": 0, "grad2_input": 1, "grad2_target": 2}
 
 
 def planted(loss: str, stage: str, transform: Transform, **forced_options) -> SimpleNamespace:
     """The reference with `transform` applied to one stage of one loss (and options overridden, if given)."""
     impl = SimpleNamespace(**{name: getattr(reference, name) for name in reference.__all__})
     forward, backward = getattr(reference, loss), getattr(reference, f"{loss}_backward")
+    double_backward = getattr(reference, f"{loss}_double_backward")
 
     def faulty_forward(*args, **kwargs):
         out = forward(*args, **{**kwargs, **forced_options})
         return transform(np.array(out, dtype=np.float64)) if stage == "loss" else out
 
-    def faulty_backward(*args, **kwargs):
-        grads = list(backward(*args, **{**kwargs, **forced_options}))
-        if stage in STAGE_INDEX:
-            grads[STAGE_INDEX[stage]] = transform(np.array(grads[STAGE_INDEX[stage]], dtype=np.float64))
-        return tuple(grads)
+    def faulty(function, index):
+        def call(*args, **kwargs):
+            results = list(function(*args, **{**kwargs, **forced_options}))
+            if stage in index:
+                results[index[stage]] = transform(np.array(results[index[stage]], dtype=np.float64))
+            return tuple(results)
+
+        return call
 
     setattr(impl, loss, faulty_forward)
-    setattr(impl, f"{loss}_backward", faulty_backward)
+    setattr(impl, f"{loss}_backward", faulty(backward, STAGE_INDEX))
+    setattr(impl, f"{loss}_double_backward", faulty(double_backward, SECOND_ORDER_INDEX))
     return impl
 
 
@@ -90,8 +96,23 @@ STAGE_CASES = [  # (loss, stage, target kind): every stage of every loss
     ("binary_cross_entropy_with_logits", "loss", "soft"),
     ("binary_cross_entropy_with_logits", "grad_input", "soft"),
     ("binary_cross_entropy_with_logits", "grad_target", "soft"),
+    ("cross_entropy", "grad_grad_output", "index"),
+    ("cross_entropy", "grad2_input", "index"),
+    ("cross_entropy", "grad2_target", "prob"),
+    ("nll_loss", "grad_grad_output", "index"),
+    ("binary_cross_entropy", "grad_grad_output", "soft"),
+    ("binary_cross_entropy", "grad2_input", "soft"),
+    ("binary_cross_entropy", "grad2_target", "soft"),
+    ("binary_cross_entropy_with_logits", "grad_grad_output", "soft"),
+    ("binary_cross_entropy_with_logits", "grad2_input", "soft"),
+    ("binary_cross_entropy_with_logits", "grad2_target", "soft"),
 ]
 DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+def _reduced_sum(stage: str, reduction: str) -> bool:
+    """A reduced grad_grad_output: a sum of terms of both signs, judged at the terms' magnitude (its term scale)."""
+    return stage == "grad_grad_output" and reduction != "none"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -99,8 +120,15 @@ DTYPES = ("float64", "float32", "float16", "bfloat16")
 def test_a_relative_error_of_16_eps_is_caught(loss, stage, target, dtype):
     for reduction in ("none", "mean", "sum"):
         c = case(loss, dtype, target=target, reduction=reduction)
-        assert not check(build(c), reference).failures, f"the unmodified reference must pass {c.id}"
-        result = check(build(c), planted(loss, stage, scale_by(1 + 16 * eps(dtype))))
+        data = build(c)
+        assert not check(data, reference).failures, f"the unmodified reference must pass {c.id}"
+        if _reduced_sum(stage, reduction):
+            # 16 eps of its terms, the unit it is judged in (its own value may be hundreds of times smaller)
+            terms = SPECS[loss].term_scales[stage](data.arrays, data.keywords)
+            fault = planted(loss, stage, lambda a, t=terms: a + 16 * eps(dtype) * t)
+        else:
+            fault = planted(loss, stage, scale_by(1 + 16 * eps(dtype)))
+        result = check(data, fault)
         assert [(s.stage, s.wrong) for s in result.failures] == [(stage, "candidate")], c.id
 
 

@@ -131,7 +131,12 @@ def test_what_the_candidate_does_not_implement_is_unsupported_never_a_failure():
 
     result = check(c, candidate_of(cross_entropy=declines))
     statuses = {s.stage: s.candidate_status for s in result.stages}
-    assert statuses == {"loss": "unsupported", "grad_input": "pass"}
+    assert statuses == {
+        "loss": "unsupported",
+        "grad_input": "pass",
+        "grad_grad_output": "pass",
+        "grad2_input": "pass",
+    }
     assert result.outcome == "unsupported"
     assert not result.failed
     no_backward = SimpleNamespace(cross_entropy=reference.cross_entropy)
@@ -139,8 +144,11 @@ def test_what_the_candidate_does_not_implement_is_unsupported_never_a_failure():
     assert {s.stage: s.candidate_status for s in result.stages} == {
         "loss": "pass",
         "grad_input": "unsupported",
+        "grad_grad_output": "unsupported",
+        "grad2_input": "unsupported",
     }
     assert "defines no cross_entropy_backward" in result.stages[1].unsupported
+    assert "defines no cross_entropy_double_backward" in result.stages[2].unsupported
     nothing = check(build(case("nll_loss", "float32")), no_backward)
     assert all(s.candidate_status == "unsupported" for s in nothing.stages)
     assert not nothing.failed
@@ -217,13 +225,18 @@ def test_a_torch_candidate_is_judged_as_it_runs_in_its_own_dtype():
         )
 
     result = check(c, SimpleNamespace(LOSS_PARITY_KIND="torch", cross_entropy=in_float32))
-    assert {s.stage: s.candidate_status for s in result.stages} == {"loss": "pass", "grad_input": "pass"}
+    assert {s.stage: s.candidate_status for s in result.stages} == dict.fromkeys(
+        ("loss", "grad_input", "grad_grad_output", "grad2_input"), "pass"
+    )
     halves = SimpleNamespace(
         LOSS_PARITY_KIND="torch", cross_entropy=lambda *a, **k: F.cross_entropy(*a, **k) * 0.5
     )
+    # autograd through its forward, once and twice: every stage is half of the truth
     assert [(s.stage, s.wrong) for s in check(c, halves).failures] == [
         ("loss", "candidate"),
         ("grad_input", "candidate"),
+        ("grad_grad_output", "candidate"),
+        ("grad2_input", "candidate"),
     ]
 
 

@@ -3,13 +3,17 @@
 Two kinds of candidate:
 
 * NumPy (the default): NumPy arrays in, in the case's dtype (float32 arrays holding the values of a bfloat16 case,
-  class indices int64), NumPy float64 arrays out. Ports, teaching code.
+  class indices int64), NumPy float64 arrays out. Ports, teaching code. Its gradients come from its
+  ``<loss>_backward``, its second-order stages from its ``<loss>_double_backward``.
 * torch (a module that sets ``LOSS_PARITY_KIND = "torch"``): torch tensors on the case's device in the case's
   dtype, tensors of any floating dtype out, as a kernel really runs (low precision included). Its gradients come
-  from its ``<loss>_backward`` if it defines one, else from autograd through its forward.
+  from its ``<loss>_backward`` if it defines one, else from autograd through its forward; its second-order stages
+  from its ``<loss>_double_backward`` if it defines one, else from autograd twice through its forward where it
+  defines no ``<loss>_backward`` (a hand-written backward is not differentiated).
 
-A loss the module does not define, or a call that raises NotImplementedError, is *unsupported*: neither a pass
-nor a failure. Anything else that goes wrong is a failure of the candidate, saying what came back: an exception
+A loss or function the module does not define, or a call that raises NotImplementedError (or, through autograd
+twice, an operation whose double backward torch has not implemented), is *unsupported*: neither a pass nor a
+failure. Anything else that goes wrong is a failure of the candidate, saying what came back: an exception
 (which call raised, and the last frames of its traceback), a result that is not a real floating array of the
 expected shape, an argument changed in place. Every call gets its own copies of the inputs, so that nothing the
 candidate does can change the case that the record keeps.
@@ -31,6 +35,7 @@ import torch
 from parity_tests.harness.cases import CaseData
 from parity_tests.harness.dtypes import TORCH_DTYPES
 from parity_tests.harness.oracle import truth
+from parity_tests.harness.runner import not_differentiable
 from parity_tests.harness.specs import SPECS
 
 KIND_ATTRIBUTE = "LOSS_PARITY_KIND"
@@ -206,12 +211,6 @@ def _torch_result(value: Any, shape: tuple[int, ...] | None, what: str) -> np.nd
     return value.detach().cpu().to(torch.float64).numpy()
 
 
-def _pair(value: Any, what: str) -> tuple[Any, Any]:
-    if not isinstance(value, tuple | list) or len(value) != 2:
-        raise _Broke(f"{what} returned {_describe(value)}; expected a pair (grad_input, grad_target)")
-    return value[0], value[1]
-
-
 def run(
     candidate: Candidate, data: CaseData, expected: Mapping[str, np.ndarray | None]
 ) -> dict[str, Outcome]:
@@ -221,6 +220,10 @@ def run(
     return run_kind(
         candidate, data, {stage: None if v is None else np.shape(v) for stage, v in expected.items()}
     )
+
+
+FIRST_GRADIENTS = ("grad_input", "grad_target")
+SECOND_ORDER = ("grad_grad_output", "grad2_input", "grad2_target")
 
 
 def _run_numpy(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) -> dict[str, Outcome]:
@@ -240,27 +243,32 @@ def _run_numpy(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
             loss,
         )
     )
-    grads = [s for s in shapes if s != "loss"]
-    backward = getattr(module, f"{loss}_backward", None)
-    if not callable(backward):
-        out.update({s: Outcome(unsupported=f"{candidate.name} defines no {loss}_backward") for s in grads})
-    else:
-        what = f"{loss}_backward"
+    for order, stages, arguments in (
+        ("backward", FIRST_GRADIENTS, ("grad_output",)),
+        # as torch's double backward: (grad_grad_input, grad_output, input, target, ...) -> three results
+        ("double_backward", SECOND_ORDER, ("grad_grad_input", "grad_output")),
+    ):
+        stages = [s for s in stages if s in shapes]
+        function = getattr(module, f"{loss}_{order}", None)
+        if not callable(function):
+            out.update({s: Outcome(unsupported=f"{candidate.name} defines no {loss}_{order}") for s in stages})
+            continue
+        what = f"{loss}_{order}"
 
-        def gradients() -> tuple[Any, Any]:
+        def results(function=function, what=what, arguments=arguments) -> tuple[Any, ...]:
             result = _call(
                 what,
                 case.id,
-                backward,
-                given["grad_output"],
+                function,
+                *(given[a] for a in arguments),
                 given["input"],
                 given["target"],
                 **extras,
                 **data.keywords,
             )
-            return _pair(result, what)
+            return _tuple(result, what, len(arguments) + 1)
 
-        out.update(_gradients(gradients, shapes, what, _numpy_result))
+        out.update(_gradients(results, shapes, stages, what, _numpy_result))
     changed = _changed(given, data.impl_arrays())
     if changed:
         problem = f"{candidate.name} changed its argument {changed} in place (torch never does)"
@@ -281,12 +289,21 @@ def _run_torch(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
     if not callable(forward):
         return {stage: Outcome(unsupported=f"{candidate.name} defines no {loss}") for stage in shapes}
     x, target, grad_output = tensor("input"), tensor("target"), tensor("grad_output")
+    grad_grad_input = tensor("grad_grad_input")
     extras = {k: tensor(k) for k in ("weight", "pos_weight") if k in data.arrays}
     backward = getattr(module, f"{loss}_backward", None)
+    double_backward = getattr(module, f"{loss}_double_backward", None)
     wrt = [x, target] if shapes.get("grad_target") is not None else [x]
-    if not callable(backward):
+    through_autograd = not callable(backward)
+    # autograd twice: where it has no double backward of its own, the candidate's gradient is differentiated again
+    twice = through_autograd and not callable(double_backward)
+    if through_autograd:
         for t in wrt:
             t.requires_grad_(True)
+    if twice:
+        grad_output.requires_grad_(True)
+    first = [s for s in FIRST_GRADIENTS if s in shapes]
+    second = [s for s in SECOND_ORDER if s in shapes]
     out: dict[str, Outcome] = {}
     value: dict[str, Any] = {}
 
@@ -295,47 +312,117 @@ def _run_torch(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
         return _torch_result(value["loss"], shapes["loss"], loss)
 
     out["loss"] = _attempt(forward_value)
-    if callable(backward):
+    if callable(double_backward):
+        what2 = f"{loss}_double_backward"
+
+        def second_order() -> tuple[Any, ...]:
+            result = _call(
+                what2,
+                case.id,
+                double_backward,
+                grad_grad_input,
+                grad_output.detach(),
+                x.detach(),
+                target.detach(),
+                **extras,
+                **data.keywords,
+            )
+            return _tuple(result, what2, 3)
+
+        out.update(_gradients(second_order, shapes, second, what2, _torch_result))
+    elif not through_autograd:
+        reason = f"{candidate.name} defines {loss}_backward and no {loss}_double_backward"
+        out.update({s: Outcome(unsupported=reason) for s in second})
+    if not through_autograd:
         what = f"{loss}_backward"
 
-        def gradients() -> tuple[Any, Any]:
+        def gradients() -> tuple[Any, ...]:
             result = _call(
-                what, case.id, backward, grad_output, x.detach(), target.detach(), **extras, **data.keywords
+                what,
+                case.id,
+                backward,
+                grad_output.detach(),
+                x.detach(),
+                target.detach(),
+                **extras,
+                **data.keywords,
             )
-            return _pair(result, what)
+            return _tuple(result, what, 2)
 
-    else:
-        what = f"autograd through {loss}"
-        computed = value.get("loss")
-        if out["loss"].unsupported:
-            return {stage: Outcome(unsupported=out["loss"].unsupported) for stage in shapes}
-        if out["loss"].problem:
-            problem = f"no gradients: {loss} failed and {candidate.name} defines no {loss}_backward"
-            return {**out, **{s: Outcome(problem=problem) for s in shapes if s != "loss"}}
-        if not isinstance(computed, torch.Tensor) or not computed.requires_grad:
-            reason = f"{loss}'s result has no autograd graph and {candidate.name} defines no {loss}_backward"
-            return {**out, **{s: Outcome(unsupported=reason) for s in shapes if s != "loss"}}
+        out.update(_gradients(gradients, shapes, first, what, _torch_result))
+        return out
 
-        def gradients() -> tuple[Any, Any]:
-            grads = _call(what, case.id, torch.autograd.grad, computed, wrt, grad_output, allow_unused=True)
-            return grads[0], grads[1] if len(grads) > 1 else None
+    what = f"autograd through {loss}"
+    computed = value.get("loss")
+    gradient_stages = first + [s for s in second if s not in out]
+    if out["loss"].unsupported:
+        return {**{s: Outcome(unsupported=out["loss"].unsupported) for s in gradient_stages}, "loss": out["loss"]}
+    if out["loss"].problem:
+        problem = f"no gradients: {loss} failed and {candidate.name} defines no {loss}_backward"
+        return {**out, **{s: Outcome(problem=problem) for s in gradient_stages}}
+    if not isinstance(computed, torch.Tensor) or not computed.requires_grad:
+        reason = f"{loss}'s result has no autograd graph and {candidate.name} defines no {loss}_backward"
+        return {**out, **{s: Outcome(unsupported=reason) for s in gradient_stages}}
+    grads: dict[str, Any] = {}
 
-    out.update(_gradients(gradients, shapes, what, _torch_result))
+    def gradients() -> tuple[Any, ...]:
+        grads["first"] = _call(
+            what, case.id, torch.autograd.grad, computed, wrt, grad_output, create_graph=twice, allow_unused=True
+        )
+        return grads["first"][0], grads["first"][1] if len(wrt) > 1 else None
+
+    out.update(_gradients(gradients, shapes, first, what, _torch_result))
+    if not twice:
+        return out
+    what2 = f"autograd twice through {loss}"
+    grad_input = grads.get("first", (None,))[0]
+    why = not_differentiable(grad_input) if isinstance(grad_input, torch.Tensor) else "no gradient to differentiate"
+    if why is not None:
+        out.update({s: Outcome(unsupported=f"{what2}: {why}") for s in second})
+        return out
+    second_wrt = [grad_output, *wrt]
+
+    def second_order() -> tuple[Any, ...]:
+        try:
+            found = torch.autograd.grad(grad_input, second_wrt, grad_grad_input, allow_unused=True)
+        except RuntimeError as exc:
+            if "not implemented" in str(exc) or "once_differentiable" in str(exc):
+                raise NotImplementedError(str(exc).strip().splitlines()[0]) from None
+            raise
+        # None: the gradient does not depend on that argument, a derivative of 0
+        found = [torch.zeros_like(t) if d is None else d for d, t in zip(found, second_wrt, strict=True)]
+        return (*found, None) if len(found) < 3 else tuple(found)
+
+    out.update(
+        _gradients(lambda: _call(what2, case.id, second_order), shapes, second, what2, _torch_result)
+    )
     return out
 
 
+def _tuple(value: Any, what: str, size: int) -> tuple[Any, ...]:
+    if not isinstance(value, tuple | list) or len(value) != size:
+        names = "(grad_input, grad_target)" if size == 2 else "(grad_grad_output, grad2_input, grad2_target)"
+        raise _Broke(f"{what} returned {_describe(value)}; expected a {'pair' if size == 2 else 'triple'} {names}")
+    return tuple(value)
+
+
 def _gradients(
-    compute: Callable[[], tuple[Any, Any]], shapes: Mapping[str, Any], what: str, result: Callable[..., Any]
+    compute: Callable[[], tuple[Any, ...]],
+    shapes: Mapping[str, Any],
+    stages: list[str],
+    what: str,
+    result: Callable[..., Any],
 ) -> dict[str, Outcome]:
-    """grad_input and grad_target from one call (the backward, or autograd)."""
-    grads = [s for s in ("grad_input", "grad_target") if s in shapes]
+    """The stages of one call (the backward, the double backward, or autograd): `compute` returns its results
+    in the order of FIRST_GRADIENTS or SECOND_ORDER; `stages` are those of them that exist."""
+    order = FIRST_GRADIENTS if stages and stages[0] in FIRST_GRADIENTS else SECOND_ORDER
     try:
-        pair = dict(zip(("grad_input", "grad_target"), compute(), strict=True))
+        found = dict(zip(order, compute(), strict=True))
     except _Declined as exc:
-        return {s: Outcome(unsupported=str(exc)) for s in grads}
+        return {s: Outcome(unsupported=str(exc)) for s in stages}
     except _Broke as exc:
-        return {s: Outcome(problem=str(exc)) for s in grads}
-    return {s: _attempt(lambda s=s: result(pair[s], shapes[s], f"{what} ({s})")) for s in grads}
+        return {s: Outcome(problem=str(exc)) for s in stages}
+    return {s: _attempt(lambda s=s: result(found[s], shapes[s], f"{what} ({s})")) for s in stages}
 
 
 def _attempt(compute: Callable[[], np.ndarray | None]) -> Outcome:

@@ -100,7 +100,7 @@ class CaseData:
     """The inputs of one case: float64 arrays holding values exactly representable in the case's dtype."""
 
     case: Case
-    arrays: dict[str, np.ndarray]  # input, target, [weight], [pos_weight], grad_output
+    arrays: dict[str, np.ndarray]  # input, target, [weight], [pos_weight], grad_output, grad_grad_input
     keywords: dict[str, Any] = field(default_factory=dict)
 
     def impl_arrays(self) -> dict[str, np.ndarray]:
@@ -120,12 +120,20 @@ def output_shape(case: Case, arrays: Mapping[str, np.ndarray]) -> Shape:
     return shape
 
 
+def grad_grad_input(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+    """A random grad_grad_input: magnitudes in [0.5, 2], random signs, as grad_output's."""
+    return rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
+
+
 def build(case: Case) -> CaseData:
     rng = case.rng()
     drawn = case.spec.sample(rng, case.shape, case.opts, case.regime)
     out_shape = output_shape(case, drawn)
     # A random grad_output (never only ones: ones hide reduction bugs), magnitudes in [0.5, 2].
     drawn["grad_output"] = rng.uniform(0.5, 2.0, out_shape) * rng.choice([-1.0, 1.0], out_shape)
+    # The double backward's grad_grad_input (the input's shape), alike; drawn last, so that every other input of a
+    # case is what it was before the second-order stages (the deviations' evidence cases rest on them).
+    drawn["grad_grad_input"] = grad_grad_input(rng, drawn["input"].shape)
     arrays = {k: v if v.dtype.kind in "iu" else round_to(v, case.dtype) for k, v in drawn.items()}
     keywords = {k: v for k, v in case.opts.items() if k in _KEYWORDS}
     if "ignore_index" in keywords:

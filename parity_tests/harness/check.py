@@ -56,6 +56,8 @@ class StageResult:
     against_torch: Verdict | None = None  # the candidate against torch, at the truth's scale
     unsupported: str | None = None  # why the candidate has no value for this stage
     factor: float = 0.0  # K of rule 2 (tolerances.toml)
+    # Why torch has no value for this stage (it cannot differentiate twice here): torch is not judged on it.
+    torch_unavailable: str | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -66,7 +68,10 @@ class StageResult:
 
     @property
     def torch_status(self) -> str:
-        """pass; deviation (a mismatch that a registered deviation explains); or fail."""
+        """pass; deviation (a mismatch that a registered deviation explains); unavailable (torch has no value for
+        this stage: not judged); or fail."""
+        if self.torch_unavailable is not None:
+            return "unavailable"
         if self.torch.ok:
             return "pass"
         if self.deviation and (self.cross_device or self.explained):
@@ -98,11 +103,14 @@ class StageResult:
 
     @property
     def status(self) -> str:
-        """The stage's outcome: fail (either side is wrong), unsupported, deviation (torch, registered), pass."""
+        """The stage's outcome: fail (either side is wrong), unsupported, unavailable (torch has no value and the
+        candidate is the truth: nothing judged), deviation (torch, registered), pass."""
         if self.torch_status == "fail" or self.candidate_status == "fail":
             return "fail"
         if self.candidate_status == "unsupported":
             return "unsupported"
+        if self.torch_status == "unavailable" and self.candidate_status == "truth":
+            return "unavailable"  # nothing was judged
         return "deviation" if self.torch_status == "deviation" else "pass"
 
     @property
@@ -162,9 +170,16 @@ def check(data: CaseData, candidate: Any = truth) -> CaseResult:
     actual = run_torch(data)
     given = None if candidate.is_truth else candidates.run(candidate, data, expected)
     term_scales = {stage: scale(data.arrays, data.keywords) for stage, scale in case.spec.term_scales.items()}
+    unavailable = getattr(actual, "unavailable", {})
     stages = [
         _judge(
-            data, stage, expected[stage], actual[stage], given and given[stage], term_scales.get(stage, 0.0)
+            data,
+            stage,
+            expected[stage],
+            actual[stage],
+            given and given[stage],
+            term_scales.get(stage, 0.0),
+            unavailable.get(stage),
         )
         for stage in STAGES
         if expected[stage] is not None or actual[stage] is not None
@@ -174,6 +189,8 @@ def check(data: CaseData, candidate: Any = truth) -> CaseResult:
         on_baseline = dataclasses.replace(data, case=dataclasses.replace(case, device=BASELINE))
         for here in list(stages):
             stage = here.stage
+            if here.torch_unavailable or baseline[stage] is None and expected[stage] is not None:
+                continue  # torch has no value on one of the devices: nothing to compare
             there = _judge(
                 on_baseline, stage, expected[stage], baseline[stage], None, term_scales.get(stage, 0.0)
             )
@@ -194,15 +211,26 @@ def _judge(
     actual: np.ndarray | None,
     given: Outcome | None,
     term_scale: float,
+    torch_unavailable: str | None = None,
 ) -> StageResult:
     case = data.case
     tolerance = tolerance_for(case, stage)
-    verdict = compare(
-        stage, expected, actual, case.dtype, tolerance.eps, term_scale, names=("truth", "torch")
-    )
-    deviation, explained = deviation_for(data, stage, verdict, expected, actual)
+    if torch_unavailable is not None:
+        verdict = failed(stage, case.dtype, tolerance.eps, torch_unavailable)
+        deviation, explained = None, False
+    else:
+        verdict = compare(
+            stage, expected, actual, case.dtype, tolerance.eps, term_scale, names=("truth", "torch")
+        )
+        deviation, explained = deviation_for(data, stage, verdict, expected, actual)
     result = StageResult(
-        stage, tolerance, verdict, deviation, explained, factor=candidate_factor(case, stage)
+        stage,
+        tolerance,
+        verdict,
+        deviation,
+        explained,
+        factor=candidate_factor(case, stage),
+        torch_unavailable=torch_unavailable,
     )
     if given is None:  # the candidate is the truth
         return result

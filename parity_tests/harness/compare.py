@@ -27,7 +27,8 @@ class Verdict:
     tolerance: float  # in eps of the dtype, relative to `scale`
     ok: bool
     error: float  # worst |actual - expected| / (eps * scale), inf where the NaN/inf patterns differ
-    finite_error: float  # the same over the positions where both are finite
+    # the same over the positions where both are finite (a truth beyond the dtype's range included, at its value)
+    finite_error: float
     max_abs_error: float
     max_rel_error: float  # worst elementwise |actual - expected| / |expected| over nonzero finite entries
     worst_index: tuple[int, ...] | None
@@ -43,6 +44,9 @@ class Verdict:
     scale: float
     problem: str | None = None  # a structural failure: missing stage, wrong shape, an exception
     names: tuple[str, str] = ("truth", "torch")  # the expected side, the actual side
+    # positions where the truth is beyond the dtype's range (expected +-inf there) and torch is finite; their error
+    # against the truth's own value is in finite_error
+    missing_inf: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,7 +189,14 @@ def _compare_in_chunks(
         worst_index=tuple(int(i) for i in np.unravel_index(start + worst.worst_index[0], expected.shape)),
         total=expected.size,
     )
-    for count in ("mismatches", "nan_mismatches", "inf_mismatches", "spurious_nonfinite", "missing_nan"):
+    for count in (
+        "mismatches",
+        "nan_mismatches",
+        "inf_mismatches",
+        "spurious_nonfinite",
+        "missing_nan",
+        "missing_inf",
+    ):
         setattr(merged, count, sum(getattr(v, count) for _, v in parts))
     return merged
 
@@ -233,6 +244,10 @@ def _compare(
             & np.isfinite(actual)
             & (np.abs(finite_actual - expected) <= tolerance * eps(dtype) * np.abs(expected))
         )
+    # A finite value where the truth is beyond the range: a mismatch, whose error against the truth's own value
+    # says how far off it is (a registered deviation may explain such values within its max_eps).
+    beyond = overflow & ~either & np.isfinite(actual)
+    beyond_error = np.abs(np.where(beyond, actual, 0.0) - np.where(beyond, expected, 0.0)) / unit
     expected = np.where(overflow, np.copysign(np.inf, expected), expected)
     expected = np.where(either, actual, expected)
     nan_diff = np.isnan(expected) != np.isnan(actual)
@@ -259,7 +274,7 @@ def _compare(
         tolerance=tolerance,
         ok=not over.any(),
         error=error,
-        finite_error=float(scaled.max(initial=0.0)),
+        finite_error=float(max(scaled.max(initial=0.0), beyond_error.max(initial=0.0))),
         max_abs_error=float(abs_err.max(initial=0.0)),
         max_rel_error=float(rel.max(initial=0.0)),
         worst_index=tuple(int(i) for i in worst) if worst is not None else None,
@@ -275,4 +290,5 @@ def _compare(
         spurious_nonfinite=int((~np.isfinite(actual) & (nan_diff | inf_diff)).sum()),
         missing_nan=int((np.isnan(expected) & np.isfinite(actual)).sum()),
         scale=scale,
+        missing_inf=int(beyond.sum()),
     )

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from parity_tests.harness.cases import CaseData
-from parity_tests.harness.dtypes import max_finite
+from parity_tests.harness.dtypes import eps, max_finite
 from parity_tests.harness.oracle import truth
 
 FLOAT16_SMALLEST_NORMAL = 2.0**-14
@@ -64,7 +64,7 @@ def float16_smoothing_sum_overflows(data: CaseData) -> bool:
         return False
     x = data.arrays["input"]
     dim = _class_dim(x)
-    weight = data.arrays.get("weight", np.ones(x.shape[dim]))
+    weight = np.abs(data.arrays.get("weight", np.ones(x.shape[dim])))  # of one sign: negative ones overflow too
     with np.errstate(all="ignore"):
         smooth = (np.abs(truth.log_softmax(x, dim)) * weight.reshape((-1,) + (1,) * (x.ndim - dim - 1))).sum(
             dim
@@ -104,6 +104,26 @@ def unbatched_mean_over_nothing(data: CaseData) -> bool:
     return data.arrays["input"].ndim == 1 and _index_target(data) and not _kept_weights(data).any()
 
 
+def zero_gradient_divides_zero_by_zero(data: CaseData) -> bool:
+    """Class-index targets whose backward is 0 whatever grad_output (its derivative in grad_output is 0), where
+    torch's derivative of it divides 0 by 0: a 'mean' over no kept target (every one ignored, or none at all), or
+    label smoothing's eps / C over no class."""
+    if not _index_target(data):
+        return False
+    x = data.arrays["input"]
+    if x.shape[_class_dim(x)] == 0 and data.keywords.get("label_smoothing", 0.0) > 0:
+        return True
+    nothing_kept = not (data.arrays["target"] != data.keywords.get("ignore_index", -100)).any()
+    return data.keywords.get("reduction", "mean") == "mean" and nothing_kept
+
+
+def probability_squared_near_edges(data: CaseData) -> bool:
+    """A BCE probability where (x (1 - x))^2, the double backward's denominator, is below float16's smallest normal
+    number: x (1 - x) below 2^-7 (0 and 1 included)."""
+    x = data.arrays["input"]
+    return bool(x.size and (x * (1.0 - x)).min() < FLOAT16_SMALLEST_NORMAL**0.5)
+
+
 CONDITIONS: dict[str, Callable[[CaseData], bool]] = {
     f.__name__: f
     for f in (
@@ -112,8 +132,10 @@ CONDITIONS: dict[str, Callable[[CaseData], bool]] = {
         float16_smoothing_sum_overflows,
         gradient_sums_over_classes,
         probability_near_edges,
+        probability_squared_near_edges,
         subnormal_probability,
         unbatched_mean_over_nothing,
+        zero_gradient_divides_zero_by_zero,
     )
 }
 
@@ -141,50 +163,72 @@ def _reduced(
     if reduction == "none":
         return terms
     total = float(np.nansum(terms))
-    return total / n if reduction == "mean" else total
+    if reduction != "mean":
+        return total
+    with np.errstate(divide="ignore", invalid="ignore"):  # a mean over nothing: NaN or inf, as the stage has
+        return float(np.divide(total, n))
 
 
 def bce_with_logits_terms(data: CaseData, stage: str) -> np.ndarray | float:
     """torch's binary_cross_entropy_with_logits, as of torch 2.3: loss (1 - y) x - (1 + (p - 1) y) log sigma(x);
     input gradient (p y + 1 - y) sigma(x) - p y; target gradient log sigma(-x) - p log sigma(x): each a difference
-    of the two terms whose magnitudes this returns (times |w|, and grad_output for the gradients)."""
+    of the two terms whose magnitudes this returns (times |w|, and grad_output for the gradients). grad_grad_output
+    is the input gradient's formula at a unit grad_output times grad_grad_input, reduced like the loss. grad2_input
+    is (p y + 1 - y) sigma'(x) times g w v, sigma' taken as (1 - sigma) sigma: 1 - sigma is a difference of 1 and
+    sigma, so the terms are sigma (1 + sigma); and where torch's sigma underflows to 0 (below), the value itself."""
     x, y = data.arrays["input"], data.arrays["target"]
     w, p = np.abs(_broadcast(data, "weight")), _broadcast(data, "pos_weight")
     with np.errstate(all="ignore"):
         log_sig, log_sig_neg = -np.logaddexp(0.0, -x), -np.logaddexp(0.0, x)
+        sig = np.exp(log_sig)
         if stage == "loss":
             terms = np.abs((1 - y) * x) + np.abs((1 + (p - 1) * y) * log_sig)
-        elif stage == "grad_input":
-            sig = np.exp(log_sig)
+        elif stage in ("grad_input", "grad_grad_output"):
             terms = np.abs((p * y + 1 - y) * sig) + np.abs(p * y)
+        elif stage == "grad2_input":
+            terms = np.abs(p * y + 1 - y) * sig * (1 + sig)
+            # sigma = 1 / (1 + exp(-x)) is 0 where exp(-x) overflows (x below -log of the largest float32, in
+            # which the reduced dtypes compute, or float64), while the true curvature is a subnormal number there:
+            # all of it is lost (judged at the value itself)
+            lowest = -np.log(max_finite("float64" if data.case.dtype == "float64" else "float32"))
+            lost = np.abs(p * y + 1 - y) * sig * np.exp(log_sig_neg) / eps(data.case.dtype)
+            terms = np.where(x < lowest, terms + lost, terms)
         else:
             terms = np.abs(log_sig_neg) + np.abs(p * log_sig)
+    if stage == "grad_grad_output":  # d/dg of g w (...): the unit gradient's terms times |v|, reduced like the loss
+        return _reduced(w * terms * np.abs(data.arrays["grad_grad_input"]), data, grad=False)
+    if stage == "grad2_input":
+        terms = terms * np.abs(data.arrays["grad_grad_input"])
     return _reduced(w * terms, data, grad=stage != "loss")
 
 
 def cross_entropy_loss_terms(data: CaseData, stage: str) -> np.ndarray | float:
     """torch's log_softmax takes -log p_c as log(sum_c' exp(z_c')) - z_c with z = x - max x: the log of a sum of at
     least 1 carries an absolute error of about eps, and z_c is as large as the logits' spread. Per element the
-    terms are w_y (|z_y| + log sum + 1) (smoothed: the same over every class, weighted eps/C)."""
+    terms are w_y (|z_y| + log sum + 1) (smoothed: the same over every class, weighted eps/C). The target's gradient
+    of probability targets, -g (1 - eps) w_c log p_c, is that log itself: there the terms are, elementwise,
+    |g| (1 - eps) w_c (|z_c| + log sum + 1)."""
     x = data.arrays["input"]
     dim = _class_dim(x)
     n_classes = x.shape[dim]
-    weight = data.arrays.get("weight", np.ones(n_classes))
+    weight = np.abs(data.arrays.get("weight", np.ones(n_classes)))  # magnitudes: the fuzz draws negative weights
     view = weight.reshape((-1,) + (1,) * (x.ndim - dim - 1))
     with np.errstate(all="ignore"):
         z = x - x.max(axis=dim, keepdims=True) if x.size and n_classes else x
         log_sum = np.log(np.exp(z).sum(axis=dim, keepdims=True))
     per_class = np.abs(z) + log_sum + 1.0
     smoothing = max(data.keywords.get("label_smoothing", 0.0), 0.0)
+    if stage == "grad_target":  # probability targets only (class indices have no target gradient)
+        return _reduced((1 - smoothing) * np.abs(view) * per_class, data, grad=True, denominator=x.size / n_classes)
     if _index_target(data):
         t = data.arrays["target"]
         kept = t != data.keywords.get("ignore_index", -100)
         picked = np.take_along_axis(per_class, np.expand_dims(np.where(kept, t, 0), dim), dim).squeeze(dim)
         w_t = _kept_weights(data)
-        terms = (1 - smoothing) * w_t * picked
+        terms = (1 - smoothing) * np.abs(w_t) * picked
         if smoothing and n_classes:
             terms = terms + np.where(kept, smoothing / n_classes * (per_class * view).sum(dim), 0.0)
-        denominator = float(w_t.sum())
+        denominator = abs(float(w_t.sum()))
     else:
         q = np.abs(data.arrays["target"]) * (1 - smoothing) + (smoothing / n_classes if n_classes else 0.0)
         terms = (q * view * per_class).sum(dim)
@@ -192,6 +236,112 @@ def cross_entropy_loss_terms(data: CaseData, stage: str) -> np.ndarray | float:
     return _reduced(terms, data, grad=False, denominator=denominator)
 
 
+def cross_entropy_double_backward_terms(data: CaseData, stage: str) -> np.ndarray | float:
+    """torch's double backward of cross_entropy goes through log_softmax's: per element, with p = softmax(x),
+    v = grad_grad_input and the backward s p - u (s, u as in the reference's docstring, per unit grad_output),
+    grad2_input = g' s (p v - p <p, v>), grad_grad_output = scale (s <p, v> - <u, v>) reduced like the loss, and
+    grad2_target = g' (1 - eps) w (<p, v> - v): differences of terms of size |v|. Each result is small where v is
+    nearly constant over the classes p weighs, above all in a confident row (p_m ~ 1, results about (1 - p_m) |v|),
+    and keeps only the digits those terms leave; the reference subtracts the pivot v_m (m the row's argmax) first,
+    exactly, and keeps them all. Moreover torch takes p_c as exp(log_softmax(x)_c): the log-probability's rounding
+    (eps |log p_c|, and up to C eps from its log of a sum of C exponentials, summed one by one along a strided class
+    dimension) is a relative error of p_c, which shows where the results are as tiny as 1 - p_m or as the unlikely
+    classes' p_c (the reference's softmax has no log), and p_c is 0 where exp underflows while the true value is a
+    subnormal number. With P = p (1 + C + |log p|) (p / eps where it underflows), the terms, elementwise:
+    g' s P (|v| + <P, |v|>); scale (s <P, |v|> + <|u|, |v|>); g' (1 - eps) w (<P, |v|> + |v|)."""
+    x, v = data.arrays["input"], data.arrays["grad_grad_input"]
+    dim = _class_dim(x)
+    n_classes = x.shape[dim] if x.ndim else 0
+    if not x.size:
+        return np.zeros(x.shape) if stage != "grad_grad_output" else 0.0
+    view = (-1,) + (1,) * (x.ndim - dim - 1)
+    weight = np.abs(data.arrays.get("weight", np.ones(n_classes))).reshape(view)
+    smoothing = max(data.keywords.get("label_smoothing", 0.0), 0.0)
+    reduction = data.keywords.get("reduction", "mean")
+    with np.errstate(all="ignore"):
+        p = truth.softmax(x, dim)
+        # where exp underflows (p below the smallest normal number of float32, in which the reduced dtypes
+        # compute, or of float64) torch's p is 0 and the value is lost: the terms are the value itself
+        normal = np.finfo(np.float64 if data.case.dtype == "float64" else np.float32).tiny
+        lost = np.where(p < normal, p / eps(data.case.dtype), 0.0)
+        # P: p with its exponent's rounding (|log p| and the log-sum's C) and underflow
+        p = np.where(p > 0, p * (1 + n_classes + np.abs(truth.log_softmax(x, dim))), 0.0) + lost
+        p_v = np.expand_dims((p * np.abs(v)).sum(axis=dim), dim)  # <P, |v|>
+        if _index_target(data):
+            t = data.arrays["target"]
+            kept = np.expand_dims(t != data.keywords.get("ignore_index", -100), dim)
+            onehot = np.arange(n_classes).reshape(view) == np.expand_dims(t, dim)
+            u = kept * weight * ((1 - smoothing) * onehot + smoothing / n_classes)
+            denominator = float(np.abs(_kept_weights(data)).sum())
+        else:
+            u = weight * (np.abs(data.arrays["target"]) * (1 - smoothing) + smoothing / n_classes)
+            denominator = x.size / n_classes
+        s = u.sum(axis=dim, keepdims=True)
+        scale = np.divide(1.0, denominator) if reduction == "mean" else 1.0
+        g = np.abs(data.arrays["grad_output"]) * scale
+        g = np.expand_dims(g, dim) if np.ndim(g) else g
+        if stage == "grad2_input":
+            terms = g * s * p * (np.abs(v) + p_v)
+        elif stage == "grad2_target":
+            terms = g * (1 - smoothing) * weight * (p_v + np.abs(v))
+        else:
+            terms = scale * (s * p_v + u * np.abs(v)).sum(axis=dim, keepdims=True)
+            terms = terms.squeeze(dim)
+            return terms if reduction == "none" else float(np.nansum(terms))
+    return terms
+
+
+# torch's BCE double backward (FunctionsManual.cpp) offsets its denominators by the double 1e-12.
+BCE_DOUBLE_BACKWARD_OFFSET = 1e-12
+
+
+def bce_double_backward_terms(data: CaseData, stage: str) -> np.ndarray | float:
+    """Not a cancellation: torch's double backward of binary_cross_entropy is another formula than the derivative
+    of its backward g w (x - y) / max(x (1 - x), EPS). It divides grad2_input's (x - y)^2 + y (1 - y) by
+    (x + 1e-12)^2 (1 - x + 1e-12)^2 and grad_grad_output's w v (x - y) by (x + 1e-12)(1 - x + 1e-12), and floors
+    grad2_target's x (1 - x) at the double 1e-12 (the backward's floor is float32's); and its numerator
+    x^2 - 2xy + y is a difference of terms where x is near y. This returns, elementwise (grad_grad_output reduced
+    like the loss), |torch's formula - the truth| / eps(dtype), both in float64, plus the numerator's terms: each
+    element judged at it is judged at the error of torch's formula itself (eps times the returned magnitude), and
+    the entry explains torch's value exactly as far as that formula is off, nothing more."""
+    arrays = data.arrays
+    x, y, v = arrays["input"], arrays["target"], arrays["grad_grad_input"]
+    extras = {k: arrays[k] for k in ("weight",) if k in arrays}
+    w = _broadcast(data, "weight")
+    reduction = data.keywords.get("reduction", "mean")
+    n = x.size if reduction == "mean" and x.size else 1  # the mean's numel
+    d = BCE_DOUBLE_BACKWARD_OFFSET
+    double_backward = truth.binary_cross_entropy_double_backward
+    cancels = 0.0
+    with np.errstate(all="ignore"):
+        if stage == "grad_grad_output":  # per element (the truth's at a unit grad_output), before the reduction
+            model = w * v * (x - y) / ((x + d) * (1 - x + d)) / n
+            found = double_backward(v, np.ones(x.shape), x, y, **extras, reduction="none")[0] / n
+        else:
+            g = arrays["grad_output"] / n
+            if stage == "grad2_input":
+                denominator = (x + d) ** 2 * (1 - x + d) ** 2
+                model = g * w * v * (x * x - 2 * x * y + y) / denominator
+                # its numerator x^2 - 2xy + y cancels where x is near a target of 0 or 1 (the reference adds
+                # (x - y)^2 and y (1 - y), of one sign): torch's rounding there is eps times these terms
+                cancels = np.abs(g * w * v) * (x * x + np.abs(2 * x * y) + np.abs(y)) / denominator
+            else:
+                model = -g * w * v / np.maximum(x * (1 - x), d)
+            index = 1 if stage == "grad2_input" else 2
+            found = double_backward(v, arrays["grad_output"], x, y, **extras, reduction=reduction)[index]
+        difference = np.abs(model - found) / eps(data.case.dtype) + cancels
+    difference = np.where(np.isfinite(difference), difference, 0.0)
+    if stage == "grad_grad_output" and reduction != "none":
+        return float(difference.sum())
+    return difference
+
+
 TERMS: dict[str, Callable[[CaseData, str], np.ndarray | float]] = {
-    f.__name__: f for f in (bce_with_logits_terms, cross_entropy_loss_terms)
+    f.__name__: f
+    for f in (
+        bce_with_logits_terms,
+        cross_entropy_loss_terms,
+        cross_entropy_double_backward_terms,
+        bce_double_backward_terms,
+    )
 }

@@ -79,10 +79,11 @@ def _options(loss: str, arrays: Mapping[str, np.ndarray], keywords: Mapping[str,
 
 
 def reproduction(loss: str, entry: Mapping[str, Any]) -> CaseData:
-    """A reproduction's inputs as a case: arrays written out, rounded to its dtype (grad_output: ones unless given)."""
+    """A reproduction's inputs as a case: arrays written out, rounded to its dtype (grad_output and grad_grad_input:
+    ones unless given)."""
     dtype, keywords = entry["dtype"], dict(entry.get("keywords", {}))
     arrays: dict[str, np.ndarray] = {}
-    for name in ("input", "target", "weight", "pos_weight", "grad_output"):
+    for name in ("input", "target", "weight", "pos_weight", "grad_output", "grad_grad_input"):
         if name in entry:
             given = entry[name]
             # written out, or { shape = [...], fill = v } for a large constant array
@@ -104,6 +105,8 @@ def reproduction(loss: str, entry: Mapping[str, Any]) -> CaseData:
     )
     if "grad_output" not in arrays:
         arrays["grad_output"] = np.ones(output_shape(case, arrays))
+    if "grad_grad_input" not in arrays:
+        arrays["grad_grad_input"] = np.ones(arrays["input"].shape)
     seed = 0
     for name in sorted(arrays):
         seed = zlib.crc32(

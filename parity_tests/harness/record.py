@@ -29,7 +29,8 @@ from parity_tests.harness.cases import Case, CaseData, build
 from parity_tests.harness.check import CaseResult, StageResult
 from parity_tests.harness.specs import SPECS
 
-FORMAT = "loss-parity record 2"
+# 3: the inputs hold grad_grad_input (the second-order stages); a record of 2 cannot be judged at them
+FORMAT = "loss-parity record 3"
 MAX_NPZ_BYTES = 256 << 20
 _CASE_FIELDS = ("loss", "options", "shape", "regime", "dtype", "device", "seed")
 
@@ -99,6 +100,7 @@ def stage_json(s: StageResult) -> dict[str, Any]:
         "candidate": s.candidate.to_json() if s.candidate else None,
         "against_torch": s.against_torch.to_json() if s.against_torch else None,
         "unsupported": s.unsupported,
+        "torch_unavailable": s.torch_unavailable,
         "deviation": s.deviation.id if s.deviation else None,
         "deviation_explains": s.explained,
         "tolerance": {"eps": s.tolerance.eps, "source": s.tolerance.source, "k": s.factor},

@@ -4,7 +4,8 @@ self-contained HTML page (`summary.html`).
 The first line of summary.md is the run's outcome, PASS, FAIL or INCOMPLETE, with the reason (harness/run.py
 decides it from pytest's own reports). Then, in this order: what ran and how to read the counts; numeric failures
 (which side is wrong, by loss and cause); exceptions, bad results, time-outs and crashes; what the candidate does
-not implement (the coverage table); the parity matrices; the registered deviations; error parity; determinism,
+not implement (the coverage table); what torch was not judged on (it cannot differentiate twice there); the parity
+matrices; the registered deviations; error parity; determinism,
 invalid inputs and the fuzz where they ran.
 """
 
@@ -134,6 +135,16 @@ def unsupported_reasons(rows: list[dict[str, Any]]) -> Counter:
     )
 
 
+def torch_unavailable(rows: list[dict[str, Any]]) -> Counter:
+    """(loss, stage, dtype, device, why) -> stages torch had no value for (it cannot differentiate twice there)."""
+    return Counter(
+        (r["loss"], s["stage"], r["dtype"], r["device"], s["torch_unavailable"])
+        for r in rows
+        for s in r["stages"]
+        if s.get("torch_unavailable")
+    )
+
+
 def deviations(rows: list[dict[str, Any]]) -> tuple[Counter, dict[str, list[str]]]:
     """(deviation -> stages it explained, deviation -> cases whose evidence was lost)."""
     explained = Counter(s["deviation"] for r in rows for s in r["stages"] if s["deviation"])
@@ -156,10 +167,13 @@ def describe_stage(s: dict[str, Any]) -> str:
     parts = []
     if s.get("candidate") not in (None, "truth", "unsupported"):
         parts.append(f"candidate {_fmt_error(s['candidate_error'])} eps")
-    parts.append(
-        f"torch {_fmt_error(s['torch_error'])} eps"
-        + (" (registered deviation)" if s["torch"] == "deviation" else "")
-    )
+    if s["torch"] == "unavailable":
+        parts.append("torch not judged (no value)")
+    else:
+        parts.append(
+            f"torch {_fmt_error(s['torch_error'])} eps"
+            + (" (registered deviation)" if s["torch"] == "deviation" else "")
+        )
     text = f"{s['stage']}: {', '.join(parts)} (tolerance {s['tolerance']:g} eps)"
     if s.get("candidate") == "parity":
         text += ", the candidate equals torch's value"
@@ -181,6 +195,7 @@ def render_markdown(info: dict[str, Any], rows: dict[str, list[dict[str, Any]]])
     out += _failures_section("Numeric failures", numeric, parity)
     out += _exceptions_section(exceptions, rows.get("incident", []))
     out += _coverage_section(parity)
+    out += _unavailable_section(parity)
     out += _matrices(parity)
     out += _deviations_section(parity)
     out += _errors_section(rows.get("errors", []))
@@ -270,6 +285,24 @@ def _coverage_section(parity: list[dict[str, Any]]) -> list[str]:
     out += ["| loss | option | supported | unsupported | failing |", "|---|---|---|---|---|"]
     for (loss, feature), c in sorted(coverage(parity).items()):
         out.append(f"| {loss} | {feature} | {c['supported']} | {c['unsupported']} | {c['failing']} |")
+    return [*out, ""]
+
+
+def _unavailable_section(parity: list[dict[str, Any]]) -> list[str]:
+    found = torch_unavailable(parity)
+    if not found:
+        return []
+    out = [
+        "## Not judged for torch",
+        "",
+        "Stages torch has no value for (it cannot differentiate twice there): torch is not judged on them, the "
+        "candidate still is.",
+        "",
+        "| loss | stage | dtype | device | stages | why |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (loss, stage, dtype, device, why), n in sorted(found.items()):
+        out.append(f"| {loss} | {stage} | {dtype} | {device} | {n} | {why.splitlines()[0]} |")
     return [*out, ""]
 
 
@@ -530,6 +563,19 @@ def render_html(info: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> 
             + (f"<br>replay: <code>{_e(i['replay'])}</code>" if i.get("replay") else "")
             + "</div>"
         )
+    unavailable = torch_unavailable(parity)
+    if unavailable:
+        parts.append(
+            "<h2>Not judged for torch</h2><p>Stages torch has no value for (it cannot differentiate twice "
+            "there).</p><table><tr><th>loss</th><th>stage</th><th>dtype</th><th>device</th><th>stages</th>"
+            "<th>why</th></tr>"
+        )
+        for (loss, stage, dtype, device, why), n in sorted(unavailable.items()):
+            parts.append(
+                f"<tr><td>{_e(loss)}</td><td>{_e(stage)}</td><td>{_e(dtype)}</td><td>{_e(device)}</td>"
+                f"<td class='num'>{n}</td><td>{_e(why)}</td></tr>"
+            )
+        parts.append("</table>")
     reasons = unsupported_reasons(parity)
     if reasons:
         parts.append(

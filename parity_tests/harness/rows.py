@@ -59,6 +59,7 @@ def stage_row(s: StageResult, detailed: bool) -> dict[str, Any]:
         "k": s.factor,
         "deviation": s.deviation.id if s.deviation and s.explained else None,
         "unsupported": s.unsupported,
+        "torch_unavailable": s.torch_unavailable,
         "cause": cause(s) if s.status == "fail" else None,
     }
     if detailed:

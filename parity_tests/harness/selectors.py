@@ -39,7 +39,7 @@ def matches(entry: Mapping[str, Any], case: Case, stage: str, torch_version: str
     if any(key in entry and not _is(value, entry[key]) for key, value in fields.items()):
         return False
     if "classes" in entry:
-        classes = _classes(case)
+        classes = class_count(case)
         if classes is None or not entry["classes"][0] <= classes <= entry["classes"][1]:
             return False
     opts = case.opts
@@ -48,7 +48,7 @@ def matches(entry: Mapping[str, Any], case: Case, stage: str, torch_version: str
     return "torch" not in entry or torch_version_in(torch_version, entry["torch"])
 
 
-def _classes(case: Case) -> int | None:
+def class_count(case: Case) -> int | None:
     """The class count of a class-index/probability loss (dim 0 of a 1-D input, else dim 1); None otherwise."""
     if "ignore_index" not in case.spec.options or not case.shape:
         return None

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch.nn.functional as F
 
+from parity_tests.harness.oracle import truth
 from parity_tests.harness.threads import THREADS
 
 Shape = tuple[int, ...]
@@ -193,8 +194,11 @@ def _softmax_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
         g_rows = np.expand_dims(rows(g), dim) if np.ndim(g) else g
         return float((g_rows * np.maximum(p, q) * kept).max(initial=0.0))
 
+    starts = range(0, x.shape[0], step)
+    if len(starts) == 1:  # one slice (every grid case): no pool, whose threads cost more than the slice
+        return worst(0) * float(weights.max()) / denominator
     with ThreadPoolExecutor(THREADS) as pool:
-        return max(pool.map(worst, range(0, x.shape[0], step))) * float(weights.max()) / denominator
+        return max(pool.map(worst, starts)) * float(weights.max()) / denominator
 
 
 _SLICE_ELEMENTS = 1 << 22
@@ -231,8 +235,9 @@ def _logit_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
 
 def _unbounded_target_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
     """binary_cross_entropy_with_logits' loss for targets outside [0, 1], which torch accepts: there the true loss
-    (1 - y) x - ((p - 1) y + 1) log sigma(x) is itself a difference of those two terms (no formula has terms of one
-    sign), and any floating-point result is off by eps times them. Within [0, 1] (and p >= 0) the loss is
+    (1 - y) x - ((p - 1) y + 1) log sigma(x) is itself a difference of those two terms, whose factor p y + 1 - y is
+    a sum of terms of both signs too (no formula has terms of one sign), and any floating-point result is off by
+    eps times |(1 - y) x| + (|p y| + 1 + |y|) |log sigma(x)|. Within [0, 1] (and p >= 0) the loss is
     -(p y log sigma(x) + (1 - y) log sigma(-x)), two terms of one sign: its magnitude is the loss itself, so this
     adds nothing there, and torch's cancellation there stays a registered deviation."""
     x, y = arrays["input"], arrays["target"]
@@ -243,9 +248,52 @@ def _unbounded_target_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) ->
         magnitude = w * np.where(
             inside,
             np.abs(p * y * log_sig) + np.abs((1 - y) * log_sig_neg),
-            np.abs((1 - y) * x) + np.abs(((p - 1) * y + 1) * log_sig),
+            np.abs((1 - y) * x) + (np.abs(p * y) + 1 + np.abs(y)) * np.abs(log_sig),
         )
     return _elementwise_scale(magnitude, arrays, keywords, grad=False)
+
+
+def _gradient_term_scale(loss: str) -> Callable[[Arrays, Mapping[str, Any]], float]:
+    """The scale of `loss`'s grad_grad_output, d <grad_input, v> / d grad_output = <grad_input(unit g), v>
+    (v = grad_grad_input): per element of the loss the sum of grad_input(unit g) * v over its entries, reduced
+    like the loss. Those products have both signs (v's are random): a reduced result is a sum of hundreds of
+    them, with condition numbers in the hundreds, and any floating-point result (the reference's too) is off by
+    eps times sum |grad_input(unit g) * v|, not eps times the result. That sum, per element for 'none' (the
+    largest), is the scale."""
+
+    def scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
+        x, v = arrays["input"], arrays["grad_grad_input"]
+        reduction = keywords.get("reduction", "mean")
+        if x.size == 0 or (reduction == "none" and x.ndim == np.ndim(arrays["grad_output"])):
+            return 0.0  # nothing, or one term per element (the result itself): nothing to add
+        extras = {k: arrays[k] for k in ("weight", "pos_weight") if k in arrays}
+        unit = np.ones_like(arrays["grad_output"])
+        with np.errstate(all="ignore"):
+            grad_input, _ = getattr(truth, f"{loss}_backward")(unit, x, arrays["target"], **extras, **keywords)
+            products = np.abs(grad_input * v)
+        products = np.where(np.isfinite(products), products, 0.0)  # NaN/inf: the exact comparison's
+        if reduction != "none":
+            return float(products.sum())
+        if products.ndim > np.ndim(unit):  # a class dimension: each element sums over its classes
+            products = products.sum(axis=_class_dim(x.shape))
+        return float(products.max(initial=0.0))
+
+    return scale
+
+
+def _unbounded_target_curvature_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
+    """binary_cross_entropy_with_logits' grad2_input g w v (p y + 1 - y) sigma(x) sigma(-x) for targets outside
+    [0, 1] (or p < 0), which torch accepts: there p y + 1 - y is a sum of terms of both signs (no formula has terms
+    of one sign; the reference's regrouping 1 + (p - 1) y helps only where p - 1 is exact), and any floating-point
+    result is off by eps times |p y| + 1 + |y|. Within [0, 1] (and p >= 0) it is p y + (1 - y), two terms of one
+    sign: this adds nothing there."""
+    x, y, v = arrays["input"], arrays["target"], arrays["grad_grad_input"]
+    w, p = np.abs(_broadcast(arrays, "weight")), _broadcast(arrays, "pos_weight")
+    with np.errstate(invalid="ignore", over="ignore"):
+        curvature = np.exp(-np.logaddexp(0.0, -x) - np.logaddexp(0.0, x))  # sigma(x) sigma(-x)
+        inside = (y >= 0) & (y <= 1) & (p >= 0)
+        factor = np.where(inside, np.abs(p * y + 1 - y), np.abs(p * y) + 1 + np.abs(y))
+    return _elementwise_scale(w * np.abs(v) * factor * curvature, arrays, keywords, grad=True)
 
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -293,7 +341,10 @@ SPECS: dict[str, LossSpec] = {
             sample=_sample_cross_entropy,
             target_is_differentiable=lambda options: options["target"] == "prob",
             dtypes=DEVICE_DTYPES,
-            term_scales={"grad_input": _softmax_term_scale},
+            term_scales={
+                "grad_input": _softmax_term_scale,
+                "grad_grad_output": _gradient_term_scale("cross_entropy"),
+            },
         ),
         LossSpec(
             name="nll_loss",
@@ -321,6 +372,7 @@ SPECS: dict[str, LossSpec] = {
             sample=_sample_nll_loss,
             target_is_differentiable=lambda options: False,
             dtypes=DEVICE_DTYPES,
+            term_scales={"grad_grad_output": _gradient_term_scale("nll_loss")},
         ),
         LossSpec(
             name="binary_cross_entropy",
@@ -341,7 +393,10 @@ SPECS: dict[str, LossSpec] = {
             sample=_sample_binary_cross_entropy,
             target_is_differentiable=lambda options: True,
             dtypes=DEVICE_DTYPES,
-            term_scales={"grad_target": _logit_term_scale},
+            term_scales={
+                "grad_target": _logit_term_scale,
+                "grad_grad_output": _gradient_term_scale("binary_cross_entropy"),
+            },
         ),
         LossSpec(
             name="binary_cross_entropy_with_logits",
@@ -369,7 +424,11 @@ SPECS: dict[str, LossSpec] = {
             sample=_sample_binary_cross_entropy_with_logits,
             target_is_differentiable=lambda options: True,
             dtypes=DEVICE_DTYPES,
-            term_scales={"loss": _unbounded_target_term_scale},
+            term_scales={
+                "loss": _unbounded_target_term_scale,
+                "grad_grad_output": _gradient_term_scale("binary_cross_entropy_with_logits"),
+                "grad2_input": _unbounded_target_curvature_term_scale,
+            },
         ),
     )
 }

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -15,7 +16,7 @@ import torch
 from parity_tests.harness.cases import Case, CaseData
 from parity_tests.harness.compare import Verdict, compare
 from parity_tests.harness.conditions import CONDITIONS, TERMS
-from parity_tests.harness.selectors import SELECTOR_FIELDS, matches, specificity
+from parity_tests.harness.selectors import SELECTOR_FIELDS, class_count, matches, specificity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +41,7 @@ FIELDS = {
         "terms",
         "nonfinite",
         "finite_for_nan",
+        "finite_for_inf",
         "max_eps",
         "max_scale",
     }
@@ -71,18 +73,35 @@ class Tolerance:
     evidence: str
 
 
+def _selector_key(case: Case) -> Case:
+    """The case as the selectors see it (matches()): every field but the seed, and the shape only through its
+    class count; a case's cases over its shapes and seeds share one lookup."""
+    classes = class_count(case)
+    return dataclasses.replace(case, shape=() if classes is None else (classes,), seed=0, regime="")
+
+
 def tolerance_for(case: Case, stage: str) -> Tolerance:
+    return _tolerance_for(_selector_key(case), stage)
+
+
+@cache
+def _tolerance_for(case: Case, stage: str) -> Tolerance:
     candidates = [
         e for e in _load("tolerances.toml", "tolerance") if matches(e, case, stage, torch.__version__)
     ]
     if not candidates:
-        raise LookupError(f"no tolerance entry covers {case.id} {stage}")
+        raise LookupError(f"no tolerance entry covers {case.loss} {stage} {case.dtype} {case.device}")
     best = max(candidates, key=specificity)
     return Tolerance(float(best["eps"]), best["id"], best["evidence"])
 
 
 def candidate_factor(case: Case, stage: str) -> float:
     """K: how many times torch's own error a candidate's error may be, where torch is within its tolerance."""
+    return _candidate_factor(_selector_key(case), stage)
+
+
+@cache
+def _candidate_factor(case: Case, stage: str) -> float:
     found = [e for e in _load("tolerances.toml", "factor") if matches(e, case, stage, torch.__version__)]
     return float(max(found, key=specificity)["k"]) if found else 1.0
 
@@ -93,8 +112,10 @@ class Deviation:
     it names and by its `condition` (conditions.py), computed from the case's inputs.
 
     It explains a mismatch of a selected stage when every NaN/inf difference is a NaN/inf of torch's that the truth
-    has not (allowed only with `nonfinite = true`) or a finite value of torch's where the truth is NaN (only with
-    `finite_for_nan = true`), and torch's finite error stays within `max_eps` (if given) and the compared array's
+    has not (allowed only with `nonfinite = true`), a finite value of torch's where the truth is NaN (only with
+    `finite_for_nan = true`) or where the truth is beyond the dtype's range (only with `finite_for_inf = true`, its
+    error against the truth's value counted in the finite error), and torch's finite error stays within `max_eps`
+    (if given) and the compared array's
     scale within `max_scale` (if given: a deviation of tiny results only). A `terms` deviation judges each element
     at the magnitude of the terms torch's formula combines (conditions.TERMS) instead of the result's scale, with
     `max_eps` (default: the stage's tolerance) as the tolerance: it explains torch's formula and nothing else.
@@ -121,11 +142,13 @@ class Deviation:
             return False
         v = judged_at_terms or verdict
         differences = v.nan_mismatches + v.inf_mismatches
-        if differences > v.spurious_nonfinite + v.missing_nan:
+        if differences > v.spurious_nonfinite + v.missing_nan + v.missing_inf:
             return False
         if v.spurious_nonfinite and not self.entry.get("nonfinite", False):
             return False
         if v.missing_nan and not self.entry.get("finite_for_nan", False):
+            return False
+        if v.missing_inf and not self.entry.get("finite_for_inf", False):
             return False
         if verdict.scale > self.entry.get("max_scale", float("inf")):
             return False
