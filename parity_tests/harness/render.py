@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ DOCS = (
     ("Runs, outcomes and exit codes", "docs/runs.md"),
 )
 LISTED = 20  # cases listed per group before "... and N more"
+HTML_LISTED = 200  # failures shown in full on the HTML page
 
 
 def read_rows(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -496,52 +498,84 @@ def _html_failure(row: dict[str, Any], stage: dict[str, Any]) -> str:
     return "".join(lines) + "</div>"
 
 
+def _inline(text: str) -> str:
+    """Markdown's inline marks (`code`, **bold**, [text](link)) as HTML, the rest escaped."""
+    out = _e(text)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r"<a href='\2'>\1</a>", out)
+
+
+def _markdown_html(markdown: str) -> str:
+    """The summary's Markdown sections (headings, lists, tables, paragraphs) as HTML."""
+    out: list[str] = []
+    table = False
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue  # the header's rule
+            tag = "th" if not table else "td"
+            if not table:
+                out.append("<table>")
+                table = True
+            out.append("<tr>" + "".join(f"<{tag}>{_inline(c)}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if table:
+            out.append("</table>")
+            table = False
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 4)
+            out.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("- "):
+            out.append(f"<li>{_inline(line[2:])}</li>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+    if table:
+        out.append("</table>")
+    return "\n".join(out)
+
+
 def render_html(info: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> str:
+    """The page: the outcome, the header, the parity matrices in colour, each failure with its values, index and
+    replay command, then the summary's other sections."""
     parity = rows.get("parity", [])
-    c = case_counts(parity)
-    t = info.get("items", {})
     numeric, exceptions = failures(parity)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>loss-parity: "
         f"{_e(info['outcome'])}</title><style>{_CSS}</style></head><body>",
         f"<div class='outcome {_e(info['outcome'])}'>{_e(info['outcome'])}: {_e(info['reason'])}</div>",
         "<h1>loss-parity summary</h1><ul>",
-        *[f"<li>{_e(k)}: {_e(v)}</li>" for k, v in info.get("header", {}).items()],
+        *[f"<li>{_e(k)}: {_inline(str(v))}</li>" for k, v in info.get("header", {}).items()],
         f"<li>run: <code>{_e(info.get('run_id', '?'))}</code>, finished {_e(info.get('finished', 'never'))}</li></ul>",
-        f"<p><b>Test items</b>: {_e(t.get('collected', '?'))} collected; {t.get('passed', 0)} passed, "
-        f"{t.get('failed', 0)} failed, {t.get('error', 0)} errors, {t.get('crashed', 0)} crashed, "
-        f"{t.get('xfailed', 0)} xfailed, {t.get('skipped', 0)} skipped. <b>Cases</b>: {c['cases']}: {c['passed']} "
-        f"passed, {c['failed']} failed ({c['wrong candidate']} candidate wrong, {c['wrong torch']} torch wrong), "
-        f"{c['deviation']} registered torch deviations, {c['unsupported']} not implemented.</p>",
+        _markdown_html("\n".join(_counts(info, parity))),
         "<h2>Parity matrix: torch against the truth</h2>",
-        "<p>Worst error / tolerance (above 1 fails); hover for the error in eps.</p>",
+        "<p>Worst error / tolerance over the cases of each loss and stage (above 1 fails; hover for the error in eps "
+        "of the dtype). Registered torch deviations left out.</p>",
         _html_matrix(matrix(parity, "torch")),
     ]
     candidate = matrix(parity, "candidate")
     if candidate:
         parts += ["<h2>Parity matrix: the candidate against the truth</h2>", _html_matrix(candidate)]
-    parts.append(f"<h2>Numeric failures ({len(numeric)})</h2>")
-    parts += [_html_failure(r, s) for r, s in numeric[:200]] or ["<p>None.</p>"]
-    parts.append(f"<h2>Exceptions and bad results ({len(exceptions)})</h2>")
-    parts += [_html_failure(r, s) for r, s in exceptions[:200]] or ["<p>None.</p>"]
+    for title, pairs in (("Numeric failures", numeric), ("Exceptions and bad results", exceptions)):
+        shown = f", the first {HTML_LISTED}" if len(pairs) > HTML_LISTED else ""
+        parts.append(f"<h2>{title} ({len(pairs)}{shown})</h2>")
+        parts += [_html_failure(r, s) for r, s in pairs[:HTML_LISTED]] or ["<p>None.</p>"]
     for i in rows.get("incident", []):
         parts.append(
             f"<div class='failure'><b>{_e(i['outcome'])}</b>: {_e(i['message'])}"
             + (f"<br>replay: <code>{_e(i['replay'])}</code>" if i.get("replay") else "")
             + "</div>"
         )
-    reasons = unsupported_reasons(parity)
-    if reasons:
-        parts.append(
-            "<h2>Not implemented by the candidate</h2><table><tr><th>loss</th><th>option</th>"
-            "<th>supported</th><th>unsupported</th><th>failing</th></tr>"
-        )
-        for (loss, feature), cnt in sorted(coverage(parity).items()):
-            parts.append(
-                f"<tr><td>{_e(loss)}</td><td>{_e(feature)}</td><td class='num'>{cnt['supported']}</td>"
-                f"<td class='num'>{cnt['unsupported']}</td><td class='num'>{cnt['failing']}</td></tr>"
-            )
-        parts.append("</table>")
+    rest = [
+        *_coverage_section(parity),
+        *_deviations_section(parity),
+        *_errors_section(rows.get("errors", [])),
+        render_determinism(rows.get("determinism", [])) or "",
+        render_invalid(rows.get("invalid", [])) or "",
+        render_fuzz(rows.get("fuzz", [])) or "",
+    ]
+    parts.append(_markdown_html("\n".join(rest)))
     parts.append("</body></html>")
     return "\n".join(parts)
 
