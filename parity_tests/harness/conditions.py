@@ -162,10 +162,12 @@ def bce_with_logits_terms(data: CaseData, stage: str) -> np.ndarray | float:
     return _reduced(w * terms, data, grad=stage != "loss")
 
 
-def cross_entropy_loss_terms(data: CaseData, stage: str) -> np.ndarray | float:
+def cross_entropy_log_softmax_terms(data: CaseData, stage: str) -> np.ndarray | float:
     """torch's log_softmax takes -log p_c as log(sum_c' exp(z_c')) - z_c with z = x - max x: the log of a sum of at
-    least 1 carries an absolute error of about eps, and z_c is as large as the logits' spread. Per element the
-    terms are w_y (|z_y| + log sum + 1) (smoothed: the same over every class, weighted eps/C)."""
+    least 1 carries an absolute error of about eps, and z_c is as large as the logits' spread: per class the terms
+    are |z_c| + log sum + 1. The loss weighs them as it weighs -log p (w_y for the target, eps/C over every class
+    with smoothing, w_c q_c with probability targets), reduced like the loss; the target's gradient
+    -(1 - eps) w_c log p_c g (probability targets) weighs them elementwise."""
     x = data.arrays["input"]
     dim = _class_dim(x)
     n_classes = x.shape[dim]
@@ -176,6 +178,11 @@ def cross_entropy_loss_terms(data: CaseData, stage: str) -> np.ndarray | float:
         log_sum = np.log(np.exp(z).sum(axis=dim, keepdims=True))
     per_class = np.abs(z) + log_sum + 1.0
     smoothing = max(data.keywords.get("label_smoothing", 0.0), 0.0)
+    if stage == "grad_target":  # probability targets only: the target is differentiable there alone
+        g = np.abs(data.arrays["grad_output"])
+        reduction = data.keywords.get("reduction", "mean")
+        g = np.expand_dims(g, dim) if reduction == "none" else g / (x.size / n_classes if reduction == "mean" else 1)
+        return (1 - smoothing) * np.abs(view) * per_class * g
     if _index_target(data):
         t = data.arrays["target"]
         kept = t != data.keywords.get("ignore_index", -100)
@@ -193,5 +200,5 @@ def cross_entropy_loss_terms(data: CaseData, stage: str) -> np.ndarray | float:
 
 
 TERMS: dict[str, Callable[[CaseData, str], np.ndarray | float]] = {
-    f.__name__: f for f in (bce_with_logits_terms, cross_entropy_loss_terms)
+    f.__name__: f for f in (bce_with_logits_terms, cross_entropy_log_softmax_terms)
 }
