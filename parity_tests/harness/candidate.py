@@ -22,6 +22,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +91,23 @@ def _is_truth(module: Any) -> bool:
     if module is truth:
         return True
     file = getattr(module, "__file__", None)
-    return file is not None and Path(file).resolve() == Path(truth.__file__).resolve()
+    return file is not None and _same_file(file, truth.__file__)
+
+
+@cache
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def _import_root(module: Any) -> str | None:
     """The sys.path entry that `module` was imported from (the folder holding its top-level package)."""
-    top = sys.modules.get(getattr(module, "__name__", "").split(".")[0])
+    name = getattr(module, "__name__", None)
+    return _root_of(name) if isinstance(name, str) and name in sys.modules else None
+
+
+@cache
+def _root_of(name: str) -> str | None:
+    top = sys.modules.get(name.split(".")[0])
     if top is None:
         return None
     if hasattr(top, "__path__"):  # a package (a namespace package has no __file__)

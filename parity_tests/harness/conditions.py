@@ -104,11 +104,55 @@ def unbatched_mean_over_nothing(data: CaseData) -> bool:
     return data.arrays["input"].ndim == 1 and _index_target(data) and not _kept_weights(data).any()
 
 
+# float32's exp overflows past ln(max) and leaves its normal range below ln(tiny)
+_EXP_OVERFLOWS, _EXP_UNDERFLOWS = (
+    float(np.log(np.finfo(np.float32).max)),
+    float(np.log(np.finfo(np.float32).tiny)),
+)
+
+
+def _vector_lanes() -> int:
+    """float lanes of torch's CPU kernels here: 16 with AVX-512 dispatch, 8 with AVX2 or the scalar build."""
+    import torch
+
+    return 16 if torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512") else 8
+
+
+def log_softmax_borrows_a_lanes_max(data: CaseData) -> bool:
+    """torch < 2.8's float16/bfloat16 CPU log_softmax along a dimension that is not the last one stores each vector
+    block's first half's running maximum for its second half too (pytorch/pytorch#156379): a position j in the second
+    half subtracts the maximum of position j - F, harmless unless exp then overflows or underflows in float32. True
+    where some such position's own maximum minus the borrowed one is past those limits."""
+    x = data.arrays["input"]
+    if x.ndim < 3 or x.size == 0:
+        return False
+    lanes = _vector_lanes()
+    block = 2 * lanes
+    classes = x.shape[1]
+    rows = x.reshape(x.shape[0], classes, -1)
+    inner = rows.shape[2]
+    # the kernel walks the inner dimension in chunks of whole blocks; a chunk's tail shorter than a block is scalar
+    chunk = min(max(128 * 1024 // max(classes, 1) // 2, block) // block * block, inner)
+    positions = [
+        begin + o
+        for begin in range(0, inner, chunk)
+        for o in range(min(chunk, inner - begin) // block * block)
+        if o % block >= lanes
+    ]
+    if not positions:
+        return False
+    with np.errstate(invalid="ignore"):
+        top = rows.max(axis=1)
+        borrowed = top[:, positions] - top[:, [p - lanes for p in positions]]
+    return bool(((borrowed > _EXP_OVERFLOWS) | (borrowed < _EXP_UNDERFLOWS)).any())
+
+
 CONDITIONS: dict[str, Callable[[CaseData], bool]] = {
     f.__name__: f
     for f in (
         float16_total_weight_overflows,
         float16_loss_sum_overflows,
+        log_softmax_borrows_a_lanes_max,
         float16_smoothing_sum_overflows,
         gradient_sums_over_classes,
         probability_near_edges,
@@ -181,7 +225,11 @@ def cross_entropy_log_softmax_terms(data: CaseData, stage: str) -> np.ndarray | 
     if stage == "grad_target":  # probability targets only: the target is differentiable there alone
         g = np.abs(data.arrays["grad_output"])
         reduction = data.keywords.get("reduction", "mean")
-        g = np.expand_dims(g, dim) if reduction == "none" else g / (x.size / n_classes if reduction == "mean" else 1)
+        g = (
+            np.expand_dims(g, dim)
+            if reduction == "none"
+            else g / (x.size / n_classes if reduction == "mean" else 1)
+        )
         return (1 - smoothing) * np.abs(view) * per_class * g
     if _index_target(data):
         t = data.arrays["target"]

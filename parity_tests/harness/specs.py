@@ -193,8 +193,11 @@ def _softmax_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
         g_rows = np.expand_dims(rows(g), dim) if np.ndim(g) else g
         return float((g_rows * np.maximum(p, q) * kept).max(initial=0.0))
 
+    starts = range(0, x.shape[0], step)
+    if len(starts) == 1:  # a grid case: a pool of threads would cost more than the work
+        return worst(0) * float(weights.max()) / denominator
     with ThreadPoolExecutor(THREADS) as pool:
-        return max(pool.map(worst, range(0, x.shape[0], step))) * float(weights.max()) / denominator
+        return max(pool.map(worst, starts)) * float(weights.max()) / denominator
 
 
 _SLICE_ELEMENTS = 1 << 22

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -72,6 +73,16 @@ class Tolerance:
 
 
 def tolerance_for(case: Case, stage: str) -> Tolerance:
+    return _tolerance(_selected_by(case), stage)
+
+
+def _selected_by(case: Case) -> Case:
+    """The case as table entries see it (no seed, no regime): cases alike in that share one lookup."""
+    return dataclasses.replace(case, regime="", seed=0)
+
+
+@cache
+def _tolerance(case: Case, stage: str) -> Tolerance:
     candidates = [
         e for e in _load("tolerances.toml", "tolerance") if matches(e, case, stage, torch.__version__)
     ]
@@ -83,6 +94,11 @@ def tolerance_for(case: Case, stage: str) -> Tolerance:
 
 def candidate_factor(case: Case, stage: str) -> float:
     """K: how many times torch's own error a candidate's error may be, where torch is within its tolerance."""
+    return _factor(_selected_by(case), stage)
+
+
+@cache
+def _factor(case: Case, stage: str) -> float:
     found = [e for e in _load("tolerances.toml", "factor") if matches(e, case, stage, torch.__version__)]
     return float(max(found, key=specificity)["k"]) if found else 1.0
 
