@@ -44,7 +44,9 @@ def measure(out: Path) -> None:
             d.evidence,
             {k: v for k, v in d.entry.items() if k != "torch"},
         )
-        proofs = [(case_id, grid_case(case_id).device, case_id) for case_id in d.entry.get("evidence_cases", [])]
+        proofs = [
+            (case_id, grid_case(case_id).device, case_id) for case_id in d.entry.get("evidence_cases", [])
+        ]
         proofs += [
             (entry, entry.get("device", "cpu"), f"reproduction {i}")
             for i, entry in enumerate(d.entry.get("reproduction", []), 1)
