@@ -51,9 +51,8 @@ class Candidate:
     module: Any
     kind: str  # "numpy" or "torch"
     is_truth: bool  # the reference itself: the run is torch against the truth alone
-    path: str | None = (
-        None  # the sys.path entry it was imported from, for a replay command that works as printed
-    )
+    # the sys.path entry it was imported from, for a replay command that works as printed
+    path: str | None = None
 
     def defines(self, loss: str) -> bool:
         return callable(getattr(self.module, loss, None))

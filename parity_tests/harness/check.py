@@ -36,18 +36,14 @@ from parity_tests.harness.tables import (
     tolerance_for,
 )
 
-# A candidate's stage status, from best to worst.
-CANDIDATE_PASSES = ("pass", "within-k", "parity")
-
 
 @dataclass
 class StageResult:
     stage: str
     tolerance: Tolerance
     torch: Verdict  # torch against the truth
-    deviation: Deviation | None = (
-        None  # a registered torch deviation: the one that explains, or one that selects
-    )
+    # a registered torch deviation: the one that explains torch's mismatch, or else one that selects the stage
+    deviation: Deviation | None = None
     explained: bool = False  # whether `deviation` explains torch's mismatch here
     # A cross-device stage whose `deviation` is one side's registered deviation from the truth: it explains any
     # disagreement between the devices.
