@@ -1,0 +1,1 @@
+"""Adapters that put third-party loss implementations under the suite (docs/third-party.md)."""
