@@ -35,6 +35,10 @@ $(VENV)/.lint: $(VENV)/.ready
 	$(PIP) install -e ".[lint]"
 	touch $@
 
+$(VENV)/.examples: $(VENV)/.ready
+	$(PIP) install -e ".[examples]"
+	touch $@
+
 # The pull-request gate: the oracle's own checks, error parity, the harness's meta-tests, the quick grid.
 test: $(VENV)/.ready
 	$(PY) -m pytest -n auto --profile quick --report-dir=$(REPORT_DIR) $(PYTEST_ARGS)
@@ -75,6 +79,17 @@ fuzz: $(VENV)/.ready
 # --benchmark-compare in .benchmarks/.
 bench: $(VENV)/.ready
 	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave --report-dir=$(REPORT_DIR)/bench $(PYTEST_ARGS)
+
+# The suite against real third-party libraries through the adapters in examples/ (docs/third-party.md), each
+# report under $(REPORT_DIR)/examples-<name>. Heavy optional dependencies, so not part of make test; tinygrad's
+# CPU device compiles its kernels with clang, which must be on PATH. The run fails while the differences that
+# docs/third-party.md lists stand.
+EXAMPLES ?= optax tinygrad
+examples: $(VENV)/.examples
+	@status=0; for name in $(EXAMPLES); do \
+	  $(PY) -m pytest parity_tests -n auto \
+	    --impl examples.$${name}_losses --report-dir=$(REPORT_DIR)/examples-$$name $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
 
 # The course material as runnable lessons: CSVs, plots and a summary under $(REPORT_DIR)/lessons.
 lessons: $(VENV)/.ready
