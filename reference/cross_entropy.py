@@ -382,7 +382,7 @@ def _index_backward(g, x, t, keep, w, w_t, eps, out=None, loss=None):
     if b is None:
         grad *= np.expand_dims(a / s, 1)
         add_at_target(grad, t, keep, np.where(keep, -a * (sums.others / s), 0.0), 1)  # a (p_y - 1)
-        return grad
+        return _zero_ignored(grad, keep)
     w_sum = float(n_classes) if w is None else w.sum()
     grad *= np.expand_dims((a + b * w_sum) / s, 1)
     grad -= np.expand_dims(b, 1) * (1.0 if w is None else _class_view(w, x.ndim))
@@ -397,6 +397,14 @@ def _index_backward(g, x, t, keep, w, w_t, eps, out=None, loss=None):
         )
         plain = np.squeeze(np.take_along_axis(grad, at_max, axis=1), 1)
         np.put_along_axis(grad, at_max, np.expand_dims(np.where(not_p_max <= 0.5, top, plain), 1), axis=1)
+    return _zero_ignored(grad, keep)
+
+
+def _zero_ignored(grad: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """An ignored element's gradient is 0 whatever its logits, since its loss does not depend on them (the formula's
+    0 times p would be NaN in a row whose softmax is undefined: all -inf, or holding +inf or NaN)."""
+    if not keep.all():
+        np.copyto(grad, 0.0, where=~np.expand_dims(keep, 1))
     return grad
 
 
@@ -588,5 +596,6 @@ def _index_double_backward(g, scale, x, v, t, keep, w, w_t, eps, out):
     d -= np.expand_dims(pd, 1)
     out *= d
     out *= np.expand_dims(s, 1)
+    _zero_ignored(out, keep)
     # an ignored element's gradient is 0 whatever g (its a and b are), so is its term
     return np.where(keep, terms, 0.0)

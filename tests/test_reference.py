@@ -832,3 +832,20 @@ def test_deck_better_model_is_more_likely() -> None:
     assert losses[1] < losses[0]
     # and the maximum-likelihood model is the empirical distribution itself
     assert losses[2] < losses[1]
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_an_ignored_row_has_a_zero_gradient_whatever_its_logits(reduction, label_smoothing):
+    # The loss does not depend on an ignored row, so its gradient is 0, also where its softmax is undefined (all -inf,
+    # or +inf): the formula's 0 * NaN there would be NaN (torch's registered deviation, not the truth).
+    x = np.array([[-np.inf, -np.inf, -np.inf], [0.5, 1.0, 2.0], [np.inf, 0.0, 1.0]])
+    t = np.array([-100, 1, -100])
+    g = np.ones(3) if reduction == "none" else 1.0
+    options = {"reduction": reduction, "label_smoothing": label_smoothing}
+    grad = cross_entropy_backward(g, x, t, **options)[0]
+    assert np.array_equal(grad[[0, 2]], np.zeros((2, 3)))
+    assert np.isfinite(grad[1]).all()
+    assert np.isfinite(cross_entropy(x, t, **options)).all()
+    grad2 = reference.cross_entropy_double_backward(np.ones(x.shape), g, x, t, **options)[1]
+    assert np.array_equal(grad2[[0, 2]], np.zeros((2, 3)))

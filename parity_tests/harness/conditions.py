@@ -82,6 +82,19 @@ def gradient_sums_over_classes(data: CaseData) -> bool:
     return data.keywords.get("label_smoothing", 0.0) > 0 or not _index_target(data)
 
 
+def ignored_row_without_a_softmax(data: CaseData) -> bool:
+    """A class-index target that is ignored, in a row whose softmax is undefined (all -inf, or holding +inf or
+    NaN): the loss does not depend on that row, so its gradient is 0."""
+    x = data.arrays["input"]
+    if not _index_target(data) or not x.size or not x.shape[_class_dim(x)]:
+        return False
+    dim = _class_dim(x)
+    ignored = data.arrays["target"] == data.keywords.get("ignore_index", -100)
+    with np.errstate(invalid="ignore"):
+        undefined = ~np.isfinite(x.max(axis=dim)) | np.isnan(x).any(axis=dim)
+    return bool((ignored & undefined).any())
+
+
 def probability_near_edges(data: CaseData) -> bool:
     """A BCE probability where x (1 - x) is below float16's smallest normal number (0 and 1 included)."""
     x = data.arrays["input"]
@@ -155,6 +168,7 @@ CONDITIONS: dict[str, Callable[[CaseData], bool]] = {
         log_softmax_borrows_a_lanes_max,
         float16_smoothing_sum_overflows,
         gradient_sums_over_classes,
+        ignored_row_without_a_softmax,
         probability_near_edges,
         subnormal_probability,
         unbatched_mean_over_nothing,

@@ -73,8 +73,11 @@ def _logits(rng: np.random.Generator, shape: Shape, regime: str) -> np.ndarray:
 
 
 def _log_softmax(x: np.ndarray, dim: int) -> np.ndarray:
-    shifted = x - x.max(axis=dim, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+    with np.errstate(
+        invalid="ignore", divide="ignore"
+    ):  # a row of -inf (a fuzz's special) is NaN, as in torch
+        shifted = x - x.max(axis=dim, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
 
 
 def _class_targets(rng: np.random.Generator, shape: Shape, options: Mapping[str, Any], regime: str) -> Arrays:
