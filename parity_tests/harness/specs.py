@@ -42,6 +42,9 @@ class LossSpec:
     # options. Where the result is a small difference of large terms, torch's error is eps times the terms,
     # not eps times the result; compare.py takes the larger of this and the result's own scale.
     term_scales: Mapping[str, Callable[[Arrays, Mapping[str, Any]], float]] = field(default_factory=dict)
+    # The quick profile's other regimes keep only these option values (the ordinary regime has them all): the
+    # gate's time goes where the values matter.
+    regime_options: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def valid(self, options: Mapping[str, Any], shape: Shape, regime: str) -> bool:
         """Whether torch accepts this combination (invalid ones belong to test_errors.py)."""
@@ -300,6 +303,7 @@ SPECS: dict[str, LossSpec] = {
             target_is_differentiable=lambda options: options["target"] == "prob",
             dtypes=DEVICE_DTYPES,
             term_scales={"grad_input": _softmax_term_scale},
+            regime_options={"ignore_index": (-100, 1)},
         ),
         LossSpec(
             name="nll_loss",
@@ -327,6 +331,7 @@ SPECS: dict[str, LossSpec] = {
             sample=_sample_nll_loss,
             target_is_differentiable=lambda options: False,
             dtypes=DEVICE_DTYPES,
+            regime_options={"ignore_index": (-100, 1)},
         ),
         LossSpec(
             name="binary_cross_entropy",
