@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 
 MAX_EXAMPLES ?= 10000
 DEVICE ?= cuda
-.PHONY: test parity device lint bench fuzz lessons examples leg clean
+.PHONY: test parity device lint bench fuzz lessons examples leg install-check clean
 
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ LEG_TORCH_SPEC ?= torch==$(LEG_TORCH)+cpu
 leg:
 	$(MAKE) test VENV=.venv-torch$(LEG_TORCH) PYTHON=$(LEG_PYTHON) TORCH_CPU="$(LEG_TORCH_SPEC)" \
 	  TORCH_GPU="torch==$(LEG_TORCH)" REPORT_DIR=$(REPORT_DIR)/torch-$(LEG_TORCH)
+
+# The suite as a user gets it: the wheel built from this checkout, in a fresh venv (a temporary folder), run from a
+# project of the user's own that has its own module named reference (scripts/install_check.sh).
+install-check:
+	PYTHON=$(PYTHON) TORCH_SPEC="$(TORCH_CPU)" TORCH_INDEX="$(TORCH_CPU_INDEX)" scripts/install_check.sh
 
 lint: $(VENV)/.lint
 	$(VENV)/bin/ruff check .

@@ -18,7 +18,6 @@ that both forwards succeed and both backwards raise.
 from __future__ import annotations
 
 import dataclasses
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -78,12 +77,7 @@ def _candidate_call(
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "bad" in metafunc.fixturenames and metafunc.config.loss_parity is not None:
         losses = selected_losses(metafunc.config)
-        table = (
-            TABLE
-            if metafunc.function.__name__ != "test_forward_backward_rejects_like_its_two_calls"
-            else CROSS_ENTROPY_TABLE
-        )
-        chosen = [c for c in table if c.loss in losses]
+        chosen = [c for c in TABLE if c.loss in losses]
         metafunc.parametrize("bad", chosen, ids=[f"{c.loss}-{c.id}" for c in chosen])
 
 
@@ -140,26 +134,3 @@ def test_rejected_like_torch(candidate: Candidate, parity_run, bad: BadCall, sta
     message = problem or (str(raised) if raised is not None else "accepted, as torch does")
     parity_run.add_row("errors", {**row, "outcome": "differ" if problem else "agree", "message": message})
     assert problem is None, f"{problem} [{bad.loss}-{bad.id}]"
-
-
-CROSS_ENTROPY_TABLE = [c for c in TABLE if c.loss == "cross_entropy"]
-
-
-def test_forward_backward_rejects_like_its_two_calls(impl: ModuleType, bad: BadCall) -> None:
-    """``cross_entropy_forward_backward``, where the implementation has it (the reference's one-pass extra, not
-    part of the API), raises what ``cross_entropy`` then ``cross_entropy_backward`` raise: class and message."""
-    one_call = getattr(impl, "cross_entropy_forward_backward", None)
-    if one_call is None:
-        pytest.skip(f"{impl.__name__} has no cross_entropy_forward_backward")
-    inputs, kwargs = bad.build()
-    g = 1.0 if bad.grad_output is None else bad.grad_output
-
-    def two_calls() -> None:
-        impl.cross_entropy(*inputs, **kwargs)
-        impl.cross_entropy_backward(g, *inputs, **kwargs)
-
-    with pytest.raises(Exception) as expected:
-        two_calls()
-    with pytest.raises(type(expected.value)) as got:
-        one_call(g, *inputs, **kwargs)
-    assert str(got.value) == str(expected.value), f"one call: {got.value}; two: {expected.value}"

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 import reference
+from parity_tests.harness import bad_calls
 from reference import (
     binary_cross_entropy,
     binary_cross_entropy_backward,
@@ -849,3 +850,24 @@ def test_an_ignored_row_has_a_zero_gradient_whatever_its_logits(reduction, label
     assert np.isfinite(cross_entropy(x, t, **options)).all()
     grad2 = reference.cross_entropy_double_backward(np.ones(x.shape), g, x, t, **options)[1]
     assert np.array_equal(grad2[[0, 2]], np.zeros((2, 3)))
+
+
+_CROSS_ENTROPY_BAD_CALLS = [c for c in bad_calls.TABLE if c.loss == "cross_entropy"]
+
+
+@pytest.mark.parametrize("bad", _CROSS_ENTROPY_BAD_CALLS, ids=[c.id for c in _CROSS_ENTROPY_BAD_CALLS])
+def test_forward_backward_rejects_like_its_two_calls(bad) -> None:
+    """``cross_entropy_forward_backward`` (the reference's one-pass extra) raises what ``cross_entropy`` then
+    ``cross_entropy_backward`` raise, for every bad call of the error table: class and message."""
+    inputs, kwargs = bad.build()
+    g = 1.0 if bad.grad_output is None else bad.grad_output
+
+    def two_calls() -> None:
+        cross_entropy(*inputs, **kwargs)
+        cross_entropy_backward(g, *inputs, **kwargs)
+
+    with pytest.raises(Exception) as expected:
+        two_calls()
+    with pytest.raises(type(expected.value)) as got:
+        cross_entropy_forward_backward(g, *inputs, **kwargs)
+    assert str(got.value) == str(expected.value), f"one call: {got.value}; two: {expected.value}"
