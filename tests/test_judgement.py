@@ -281,6 +281,7 @@ def test_a_correct_partial_candidate_passes_with_its_coverage_in_the_summary(pyt
     assert summary.startswith("PASS: ")
     assert "cross_entropy loss (" in summary  # the reasons: it defines no cross_entropy
     assert "partial_candidate defines no cross_entropy" in summary
+    assert "Not implemented at all: **cross_entropy**." in summary
     assert "| cross_entropy | target: index | 0 |" in summary  # the coverage table: nothing of it supported
     assert "| nll_loss | target: index |" in summary
 

@@ -118,16 +118,18 @@ def coverage(rows: list[dict[str, Any]]) -> dict[tuple[str, str], Counter]:
     return table
 
 
-def declined(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(loss, feature) that the candidate declines wherever it appears, while it supports cases without it."""
+def declined(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(losses the candidate implements no case of, (loss, feature) it declines wherever the feature appears while
+    it supports cases of the loss without it)."""
     table = coverage(rows)
-    supported_losses = {loss for (loss, _), c in table.items() if c["supported"] or c["failing"]}
-    found = []
-    for (loss, feature), c in sorted(table.items()):
-        if c["unsupported"] and not c["supported"] and not c["failing"] and loss in supported_losses:
-            found.append((loss, feature))
-    # name the narrowest: a feature all of whose cases another declined feature already covers is not a cause
-    return found
+    losses = sorted({loss for loss, _ in table})
+    implemented = {loss for (loss, _), c in table.items() if c["supported"] or c["failing"]}
+    features = [
+        (loss, feature)
+        for (loss, feature), c in sorted(table.items())
+        if c["unsupported"] and not c["supported"] and not c["failing"] and loss in implemented
+    ]
+    return [loss for loss in losses if loss not in implemented], features
 
 
 def unsupported_reasons(rows: list[dict[str, Any]]) -> Counter:
@@ -258,10 +260,12 @@ def _coverage_section(parity: list[dict[str, Any]]) -> list[str]:
     reasons = unsupported_reasons(parity)
     if not reasons:
         return [*out, "Everything that ran is implemented.", ""]
-    names = declined(parity)
-    if names:
+    losses, features = declined(parity)
+    if losses:
+        out += ["Not implemented at all: " + ", ".join(f"**{loss}**" for loss in losses) + ".", ""]
+    if features:
         out.append(
-            "Declined wherever it appears: " + ", ".join(f"**{loss}: {f}**" for loss, f in names) + "."
+            "Declined wherever it appears: " + ", ".join(f"**{loss}: {f}**" for loss, f in features) + "."
         )
         out.append("")
     out.append("Why, as the candidate said it (stage cases):")
