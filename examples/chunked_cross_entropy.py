@@ -96,6 +96,18 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return loss.sum() * scale if reduction == "mean" else loss.sum()
 
 
+def _only_kept(kept: torch.Tensor, coefficient: torch.Tensor) -> torch.Tensor:
+    """A row's coefficient, 0 where its target is ignored: where(), not a product with the mask, since an ignored
+    row's 0 times a 'mean' over nothing's inf would be NaN."""
+    return torch.where(kept, coefficient, torch.zeros_like(coefficient))
+
+
+def _probabilities(chunk: torch.Tensor, m: torch.Tensor, log_s: torch.Tensor) -> torch.Tensor:
+    """p = exp((x - m) - log s), not exp(x - (m + log s)): m + log s rounds to eps |m|, a relative error of eps |m|
+    in every p for large logits."""
+    return torch.exp((chunk - m.unsqueeze(1)) - log_s.unsqueeze(1))
+
+
 def cross_entropy_backward(
     grad_output, input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
 ):
@@ -107,18 +119,14 @@ def cross_entropy_backward(
     m, log_s, _ = _pass(x, weight, acc)
     kept, safe, w_y, scale = _coefficients(t, weight, ignore_index, reduction, eps, classes, acc, x.device)
     g = grad_output.to(acc).reshape(-1) if reduction == "none" else grad_output.to(acc) * scale
-    zero = torch.zeros_like(m)
-    # where() rather than a product: an ignored row's 0 times a 'mean' over nothing's inf would be NaN
-    a = torch.where(kept, (1 - eps) * w_y * g, zero)  # the nll term's coefficient per row
-    b = torch.where(kept, eps / max(classes, 1) * g, zero)  # the smoothing term's
+    a = _only_kept(kept, (1 - eps) * w_y * g)  # the nll term's coefficient per row
+    b = _only_kept(kept, eps / max(classes, 1) * g)  # the smoothing term's
     w = torch.ones(classes, dtype=acc, device=x.device) if weight is None else weight.to(acc)
     w_sum = w.sum()
     grad = torch.empty(x.shape, dtype=input.dtype, device=x.device)
     for start in range(0, classes, CHUNK):
         chunk = x[:, start : start + CHUNK].to(acc)
-        # exp((x - m) - log s), not exp(x - (m + log s)): m + log s rounds to eps |m|, a relative error of
-        # eps |m| in every p for large logits
-        p = torch.exp((chunk - m.unsqueeze(1)) - log_s.unsqueeze(1))
+        p = _probabilities(chunk, m, log_s)
         onehot = (safe.unsqueeze(1) == torch.arange(start, start + chunk.shape[1], device=x.device)).to(acc)
         part = a.unsqueeze(1) * (p - onehot) + b.unsqueeze(1) * (p * w_sum - w[start : start + CHUNK])
         grad[:, start : start + CHUNK] = part.to(input.dtype)

@@ -1,0 +1,68 @@
+"""The torch candidate of examples/ (a chunked, online-softmax cross-entropy as a fused kernel computes it, storing
+low precision) passes the suite as it is, declining what it does not implement; and two bugs such kernels really
+have, planted back into it, are caught, each named as the candidate's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from examples import chunked_cross_entropy as kernel
+from parity_tests.harness.cases import Case, build
+from parity_tests.harness.check import check
+from parity_tests.harness.specs import SPECS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def case(dtype: str, shape=(8, 5), regime: str = "normal", **options) -> Case:
+    defaults = {name: values[0] for name, values in SPECS["cross_entropy"].options.items()}
+    return Case("cross_entropy", tuple(sorted({**defaults, **options}.items())), shape, regime, dtype, "cpu")
+
+
+def test_the_kernel_passes_the_suite_declining_probability_targets(pytester, tmp_path):
+    reports = tmp_path / "reports"
+    result = pytester.runpytest_inprocess(
+        str(ROOT / "parity_tests" / "test_parity.py"),
+        "-p",
+        "no:cacheprovider",
+        f"--report-dir={reports}",
+        f"--rootdir={ROOT}",
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "--impl",
+        "examples.chunked_cross_entropy",
+        "--dtype",
+        "bfloat16",
+        "--dtype",
+        "float32",
+        "-k",
+        "cross_entropy and (index-w-ii-100-ls0.1 or index-iilast-mean or prob-mean)",
+    )
+    summary = (reports / "latest" / "summary.md").read_text()
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    assert summary.startswith("PASS: ")
+    assert "Declined wherever it appears: **cross_entropy: target: prob**" in summary
+    assert "### the candidate against the truth" in summary
+
+
+def test_the_rounding_of_m_plus_log_s_is_caught(monkeypatch):
+    # exp(x - (m + log s)) for exp((x - m) - log s): m + log s keeps eps |m|, with |m| ~ 3000 for large logits
+    data = build(case("float64", shape=(4096, 3), regime="large", reduction="sum"))
+    assert not check(data, kernel).failed
+    monkeypatch.setattr(
+        kernel, "_probabilities", lambda chunk, m, log_s: torch.exp(chunk - (m + log_s).unsqueeze(1))
+    )
+    failures = check(data, kernel).failures
+    assert [(s.stage, s.wrong) for s in failures] == [("grad_input", "candidate")]
+
+
+def test_a_nan_from_a_mean_over_nothing_is_caught(monkeypatch):
+    # an ignored row's coefficient as a product with the mask: 0 times the inf of a 'mean' over nothing is NaN
+    data = build(case("float32", regime="all-ignored", weight="class", reduction="mean"))
+    assert not check(data, kernel).failed
+    monkeypatch.setattr(kernel, "_only_kept", lambda kept, coefficient: kept * coefficient)
+    (failure,) = check(data, kernel).failures
+    assert (failure.stage, failure.wrong) == ("grad_input", "candidate")
+    assert failure.candidate.nan_mismatches
