@@ -332,12 +332,13 @@ def search(
         with watch(case_data) if watch else contextlib.nullcontext():
             result = check(case_data, candidate)
         found.examples += 1
-        for stage in result.stages:
-            if stage.status == "deviation":
-                found.deviations.setdefault(stage.deviation.id, result)
         if result.failures:
             found.failure = result
             raise _MISMATCHES[result.failures[0].stage](result)
+        # a passing case only: a failing one is shrunk, and recorded as the failure
+        for stage in result.stages:
+            if stage.status == "deviation":
+                found.deviations.setdefault(stage.deviation.id, result)
 
     if seed is not None:
         holds = hypothesis.seed(seed)(holds)
