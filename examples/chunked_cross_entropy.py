@@ -25,7 +25,7 @@ def _rows(input: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torc
     """(rows of logits (R, C) with the classes last, targets (R,))."""
     if input.dim() == 1:
         return input.unsqueeze(0), target.reshape(1)
-    return input.movedim(1, -1).reshape(-1, input.shape[1]), target.reshape(-1)
+    return input.movedim(1, -1).flatten(0, -2), target.reshape(-1)  # flatten: reshape(-1, 0) is ambiguous
 
 
 def _accumulator(input: torch.Tensor) -> torch.dtype:
@@ -69,7 +69,11 @@ def _coefficients(target, weight, ignore_index, reduction, label_smoothing, clas
     """(kept, w_y, 1 / the 'mean' denominator or 1)."""
     kept = target != ignore_index
     safe = torch.where(kept, target, torch.zeros_like(target))
-    w_y = torch.ones(target.shape, dtype=acc, device=device) if weight is None else weight.to(acc)[safe]
+    # no class: every target is ignored (torch rejects any other), and w_y is not used
+    if weight is None or classes == 0:
+        w_y = torch.ones(target.shape, dtype=acc, device=device)
+    else:
+        w_y = weight.to(acc)[safe]
     w_y = torch.where(kept, w_y, torch.zeros_like(w_y))
     # 'mean' over nothing: 1 / 0 = inf, and the loss 0 * inf = NaN as torch has it; the gradient stays 0 (below)
     scale = 1.0 / w_y.sum() if reduction == "mean" else torch.ones((), dtype=acc, device=device)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
 from examples import chunked_cross_entropy as kernel
-from parity_tests.harness.cases import Case, build
+from parity_tests.harness.cases import Case, CaseData, build
 from parity_tests.harness.check import check
 from parity_tests.harness.specs import SPECS
 
@@ -66,3 +68,22 @@ def test_a_nan_from_a_mean_over_nothing_is_caught(monkeypatch):
     (failure,) = check(data, kernel).failures
     assert (failure.stage, failure.wrong) == ("grad_input", "candidate")
     assert failure.candidate.nan_mismatches
+
+
+@pytest.mark.parametrize("shape", [(0,), (3, 0)])  # torch rejects K-dim inputs of no class
+def test_zero_classes_every_target_ignored(shape):
+    """No class at all (every target ignored, as torch requires): a NaN 'mean' and an empty gradient, as torch
+    gives; the fuzz found the kernel raising IndexError here, from a class weight indexed by the targets."""
+    target_shape = shape[:1] if len(shape) > 1 else ()
+    data = CaseData(
+        case("float64", shape=shape, weight="class", reduction="mean"),
+        {
+            "input": np.zeros(shape),
+            "target": np.full(target_shape, -100, dtype=np.int64),
+            "weight": np.zeros(0),
+            "grad_output": np.array(0.75),
+        },
+        {"ignore_index": -100, "reduction": "mean", "label_smoothing": 0.0},
+    )
+    result = check(data, kernel)
+    assert not result.failed, result.failures
