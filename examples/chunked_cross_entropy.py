@@ -94,7 +94,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if eps > 0:
         w_sum = classes if weight is None else weight.to(acc).sum()
         smooth = torch.where(kept, w_sum * log_s + d, torch.zeros_like(m))
-        loss = (1 - eps) * loss + eps / classes * smooth
+        loss = (1 - eps) * loss + eps / max(classes, 1) * smooth  # no class: smooth is 0
     if reduction == "none":
         return loss.reshape(target.shape)
     return loss.sum() * scale if reduction == "mean" else loss.sum()

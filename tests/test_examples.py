@@ -70,20 +70,22 @@ def test_a_nan_from_a_mean_over_nothing_is_caught(monkeypatch):
     assert failure.candidate.nan_mismatches
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("shape", [(0,), (3, 0)])  # torch rejects K-dim inputs of no class
-def test_zero_classes_every_target_ignored(shape):
+def test_zero_classes_every_target_ignored(shape, label_smoothing):
     """No class at all (every target ignored, as torch requires): a NaN 'mean' and an empty gradient, as torch
-    gives; the fuzz found the kernel raising IndexError here, from a class weight indexed by the targets."""
+    gives. The fuzz found the kernel raising here twice: a class weight indexed by the targets (IndexError), and
+    the smoothing term divided by the class count (ZeroDivisionError)."""
     target_shape = shape[:1] if len(shape) > 1 else ()
     data = CaseData(
-        case("float64", shape=shape, weight="class", reduction="mean"),
+        case("float64", shape=shape, weight="class", reduction="mean", label_smoothing=label_smoothing),
         {
             "input": np.zeros(shape),
             "target": np.full(target_shape, -100, dtype=np.int64),
             "weight": np.zeros(0),
             "grad_output": np.array(0.75),
         },
-        {"ignore_index": -100, "reduction": "mean", "label_smoothing": 0.0},
+        {"ignore_index": -100, "reduction": "mean", "label_smoothing": label_smoothing},
     )
     result = check(data, kernel)
     assert not result.failed, result.failures
