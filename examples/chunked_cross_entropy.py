@@ -90,14 +90,20 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     kept, safe, w_y, scale = _coefficients(t, weight, ignore_index, reduction, eps, classes, acc, x.device)
     x_y = x.gather(1, safe.unsqueeze(1)).squeeze(1).to(acc) if classes else torch.zeros_like(m)
     # -log p_y = (m - x_y) + log s: two terms >= 0 (not (m + log s) - x_y, which rounds log s away beside m)
-    loss = torch.where(kept, w_y * ((m - x_y) + log_s), torch.zeros_like(m))
-    if eps > 0:
-        w_sum = classes if weight is None else weight.to(acc).sum()
-        smooth = torch.where(kept, w_sum * log_s + d, torch.zeros_like(m))
-        loss = (1 - eps) * loss + eps / max(classes, 1) * smooth  # no class: smooth is 0
-    if reduction == "none":
-        return loss.reshape(target.shape)
-    return loss.sum() * scale if reduction == "mean" else loss.sum()
+    nll = torch.where(kept, w_y * ((m - x_y) + log_s), torch.zeros_like(m))
+
+    def reduce(rows: torch.Tensor) -> torch.Tensor:
+        if reduction == "none":
+            return rows.reshape(target.shape)
+        return rows.sum() * scale if reduction == "mean" else rows.sum()
+
+    if eps == 0:
+        return reduce(nll)
+    w_sum = classes if weight is None else weight.to(acc).sum()
+    smooth = torch.where(kept, w_sum * log_s + d, torch.zeros_like(m))
+    # each term reduced on its own, as torch does: over a kept weight of 0 the nll term's 'mean' is 0/0 = NaN, and
+    # so is the loss (one 'mean' of the sum would be inf)
+    return (1 - eps) * reduce(nll) + eps / max(classes, 1) * reduce(smooth)  # no class: smooth is 0
 
 
 def _only_kept(kept: torch.Tensor, coefficient: torch.Tensor) -> torch.Tensor:

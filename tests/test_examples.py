@@ -89,3 +89,20 @@ def test_zero_classes_every_target_ignored(shape, label_smoothing):
     )
     result = check(data, kernel)
     assert not result.failed, result.failures
+
+
+def test_a_mean_over_a_kept_weight_of_zero_with_smoothing_is_nan():
+    """The one kept target has weight 0: the nll term's 'mean' is 0/0 = NaN, the loss NaN as torch has it. The fuzz
+    found the kernel giving inf, from one 'mean' of the smoothed sum (c / 0)."""
+    data = CaseData(
+        case("float64", shape=(3,), weight="class", reduction="mean", label_smoothing=0.1),
+        {
+            "input": np.array([0.25, -1.5, 2.0]),
+            "target": np.array(1, dtype=np.int64),
+            "weight": np.array([1.0, 0.0, 2.0]),
+            "grad_output": np.array(0.75),
+        },
+        {"ignore_index": -100, "reduction": "mean", "label_smoothing": 0.1},
+    )
+    result = check(data, kernel)
+    assert not result.failed, result.failures
