@@ -103,7 +103,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     smooth = torch.where(kept, w_sum * log_s + d, torch.zeros_like(m))
     # each term reduced on its own, as torch does: over a kept weight of 0 the nll term's 'mean' is 0/0 = NaN, and
     # so is the loss (one 'mean' of the sum would be inf)
-    return (1 - eps) * reduce(nll) + eps / max(classes, 1) * reduce(smooth)  # no class: smooth is 0
+    # no class: eps / C = inf times a smoothing sum over no class (0) is NaN, in every row and reduction, as in torch
+    return (1 - eps) * reduce(nll) + torch.tensor(eps, dtype=acc) / classes * reduce(smooth)
 
 
 def _only_kept(kept: torch.Tensor, coefficient: torch.Tensor) -> torch.Tensor:

@@ -70,22 +70,24 @@ def test_a_nan_from_a_mean_over_nothing_is_caught(monkeypatch):
     assert failure.candidate.nan_mismatches
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("shape", [(0,), (3, 0)])  # torch rejects K-dim inputs of no class
-def test_zero_classes_every_target_ignored(shape, label_smoothing):
-    """No class at all (every target ignored, as torch requires): a NaN 'mean' and an empty gradient, as torch
-    gives. The fuzz found the kernel raising here twice: a class weight indexed by the targets (IndexError), and
-    the smoothing term divided by the class count (ZeroDivisionError)."""
+def test_zero_classes_every_target_ignored(shape, label_smoothing, reduction):
+    """No class at all (every target ignored, as torch requires): an empty gradient, a NaN 'mean', and with label
+    smoothing NaN everywhere (eps / C = inf times 0), as torch gives. The fuzz found the kernel failing here three
+    times: a class weight indexed by the targets (IndexError), the smoothing term divided by the class count
+    (ZeroDivisionError), then that term taken as 0 (0 where torch has NaN)."""
     target_shape = shape[:1] if len(shape) > 1 else ()
     data = CaseData(
-        case("float64", shape=shape, weight="class", reduction="mean", label_smoothing=label_smoothing),
+        case("float64", shape=shape, weight="class", reduction=reduction, label_smoothing=label_smoothing),
         {
             "input": np.zeros(shape),
             "target": np.full(target_shape, -100, dtype=np.int64),
             "weight": np.zeros(0),
-            "grad_output": np.array(0.75),
+            "grad_output": np.full(target_shape if reduction == "none" else (), 0.75),
         },
-        {"ignore_index": -100, "reduction": "mean", "label_smoothing": label_smoothing},
+        {"ignore_index": -100, "reduction": reduction, "label_smoothing": label_smoothing},
     )
     result = check(data, kernel)
     assert not result.failed, result.failures
