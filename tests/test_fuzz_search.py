@@ -11,7 +11,7 @@ import pytest
 import reference
 from parity_tests import repro
 from parity_tests.harness.check import check
-from parity_tests.harness.fuzz import GATE_SETTINGS, REGIME, search
+from parity_tests.harness.fuzz import GATE_SETTINGS, REGIME, database_folder, search
 from parity_tests.harness.record import load_record, write_record
 
 # the search draws special values (-inf logits, exact 0 and 1) that make NaN and inf on purpose
@@ -83,3 +83,13 @@ def test_a_failing_case_is_never_kept_as_a_deviations_example():
     assert found.failure is not None, f"not found in {found.examples} examples"
     # derandomized, the deviation first shows on a case the plant fails (34 examples): that case is not kept
     assert all(not result.failures for result in found.deviations.values())
+
+
+def test_the_fuzz_database_is_a_folder_under_hypothesiss_own(tmp_path, monkeypatch):
+    # Hypothesis 6.170's storage_directory returns an object whose str is its repr: the database then landed in
+    # folders named "<hypothesis.configuration.StorageDirectory object at 0x...>" in the user's working folder.
+    monkeypatch.setenv("HYPOTHESIS_STORAGE_DIRECTORY", str(tmp_path / "store"))
+    assert database_folder("cross_entropy", "cpu") == tmp_path / "store" / "fuzz" / "cross_entropy-cpu"
+    monkeypatch.delenv("HYPOTHESIS_STORAGE_DIRECTORY")
+    monkeypatch.chdir(tmp_path)
+    assert database_folder("nll_loss", "cuda") == tmp_path / ".hypothesis" / "fuzz" / "nll_loss-cuda"
