@@ -25,7 +25,7 @@ def _rows(input: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torc
     """(rows of logits (R, C) with the classes last, targets (R,))."""
     if input.dim() == 1:
         return input.unsqueeze(0), target.reshape(1)
-    return input.movedim(1, -1).reshape(-1, input.shape[1]), target.reshape(-1)
+    return input.movedim(1, -1).flatten(0, -2), target.reshape(-1)  # flatten: reshape(-1, 0) is ambiguous
 
 
 def _accumulator(input: torch.Tensor) -> torch.dtype:
@@ -69,7 +69,11 @@ def _coefficients(target, weight, ignore_index, reduction, label_smoothing, clas
     """(kept, w_y, 1 / the 'mean' denominator or 1)."""
     kept = target != ignore_index
     safe = torch.where(kept, target, torch.zeros_like(target))
-    w_y = torch.ones(target.shape, dtype=acc, device=device) if weight is None else weight.to(acc)[safe]
+    # no class: every target is ignored (torch rejects any other), and w_y is not used
+    if weight is None or classes == 0:
+        w_y = torch.ones(target.shape, dtype=acc, device=device)
+    else:
+        w_y = weight.to(acc)[safe]
     w_y = torch.where(kept, w_y, torch.zeros_like(w_y))
     # 'mean' over nothing: 1 / 0 = inf, and the loss 0 * inf = NaN as torch has it; the gradient stays 0 (below)
     scale = 1.0 / w_y.sum() if reduction == "mean" else torch.ones((), dtype=acc, device=device)
@@ -86,14 +90,33 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     kept, safe, w_y, scale = _coefficients(t, weight, ignore_index, reduction, eps, classes, acc, x.device)
     x_y = x.gather(1, safe.unsqueeze(1)).squeeze(1).to(acc) if classes else torch.zeros_like(m)
     # -log p_y = (m - x_y) + log s: two terms >= 0 (not (m + log s) - x_y, which rounds log s away beside m)
-    loss = torch.where(kept, w_y * ((m - x_y) + log_s), torch.zeros_like(m))
-    if eps > 0:
-        w_sum = classes if weight is None else weight.to(acc).sum()
-        smooth = torch.where(kept, w_sum * log_s + d, torch.zeros_like(m))
-        loss = (1 - eps) * loss + eps / classes * smooth
-    if reduction == "none":
-        return loss.reshape(target.shape)
-    return loss.sum() * scale if reduction == "mean" else loss.sum()
+    nll = torch.where(kept, w_y * ((m - x_y) + log_s), torch.zeros_like(m))
+
+    def reduce(rows: torch.Tensor) -> torch.Tensor:
+        if reduction == "none":
+            return rows.reshape(target.shape)
+        return rows.sum() * scale if reduction == "mean" else rows.sum()
+
+    if eps == 0:
+        return reduce(nll)
+    w_sum = classes if weight is None else weight.to(acc).sum()
+    smooth = torch.where(kept, w_sum * log_s + d, torch.zeros_like(m))
+    # each term reduced on its own, as torch does: over a kept weight of 0 the nll term's 'mean' is 0/0 = NaN, and
+    # so is the loss (one 'mean' of the sum would be inf)
+    # no class: eps / C = inf times a smoothing sum over no class (0) is NaN, in every row and reduction, as in torch
+    return (1 - eps) * reduce(nll) + torch.tensor(eps, dtype=acc) / classes * reduce(smooth)
+
+
+def _only_kept(kept: torch.Tensor, coefficient: torch.Tensor) -> torch.Tensor:
+    """A row's coefficient, 0 where its target is ignored: where(), not a product with the mask, since an ignored
+    row's 0 times a 'mean' over nothing's inf would be NaN."""
+    return torch.where(kept, coefficient, torch.zeros_like(coefficient))
+
+
+def _probabilities(chunk: torch.Tensor, m: torch.Tensor, log_s: torch.Tensor) -> torch.Tensor:
+    """p = exp((x - m) - log s), not exp(x - (m + log s)): m + log s rounds to eps |m|, a relative error of eps |m|
+    in every p for large logits."""
+    return torch.exp((chunk - m.unsqueeze(1)) - log_s.unsqueeze(1))
 
 
 def cross_entropy_backward(
@@ -107,18 +130,14 @@ def cross_entropy_backward(
     m, log_s, _ = _pass(x, weight, acc)
     kept, safe, w_y, scale = _coefficients(t, weight, ignore_index, reduction, eps, classes, acc, x.device)
     g = grad_output.to(acc).reshape(-1) if reduction == "none" else grad_output.to(acc) * scale
-    zero = torch.zeros_like(m)
-    # where() rather than a product: an ignored row's 0 times a 'mean' over nothing's inf would be NaN
-    a = torch.where(kept, (1 - eps) * w_y * g, zero)  # the nll term's coefficient per row
-    b = torch.where(kept, eps / max(classes, 1) * g, zero)  # the smoothing term's
+    a = _only_kept(kept, (1 - eps) * w_y * g)  # the nll term's coefficient per row
+    b = _only_kept(kept, eps / max(classes, 1) * g)  # the smoothing term's
     w = torch.ones(classes, dtype=acc, device=x.device) if weight is None else weight.to(acc)
     w_sum = w.sum()
     grad = torch.empty(x.shape, dtype=input.dtype, device=x.device)
     for start in range(0, classes, CHUNK):
         chunk = x[:, start : start + CHUNK].to(acc)
-        # exp((x - m) - log s), not exp(x - (m + log s)): m + log s rounds to eps |m|, a relative error of
-        # eps |m| in every p for large logits
-        p = torch.exp((chunk - m.unsqueeze(1)) - log_s.unsqueeze(1))
+        p = _probabilities(chunk, m, log_s)
         onehot = (safe.unsqueeze(1) == torch.arange(start, start + chunk.shape[1], device=x.device)).to(acc)
         part = a.unsqueeze(1) * (p - onehot) + b.unsqueeze(1) * (p * w_sum - w[start : start + CHUNK])
         grad[:, start : start + CHUNK] = part.to(input.dtype)

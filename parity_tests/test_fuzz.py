@@ -12,11 +12,10 @@ import time
 
 import hypothesis
 import pytest
-from hypothesis.configuration import storage_directory
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from parity_tests.harness.candidate import Candidate
-from parity_tests.harness.fuzz import search
+from parity_tests.harness.fuzz import database_folder, search
 from parity_tests.harness.messages import failure_message
 from parity_tests.harness.record import replay_command, write_record
 from parity_tests.harness.rows import parity_row
@@ -59,8 +58,7 @@ def test_fuzz(
         pytest.skip(f"not implemented by the candidate: {candidate.name} defines no {loss}")
     settings = fuzz_settings
     if settings.database is not None:  # one database per test: a found failure is replayed by this test only
-        # Hypothesis's own folder (./.hypothesis, or HYPOTHESIS_STORAGE_DIRECTORY), never an installed suite's
-        folder = storage_directory("fuzz", f"{loss}-{fuzz_device}")
+        folder = database_folder(loss, fuzz_device)
         settings = hypothesis.settings(settings, database=DirectoryBasedExampleDatabase(str(folder)))
     item = request.node.nodeid
     start = time.monotonic()

@@ -20,17 +20,41 @@ def minus_max(x: ArrayLike, dim: int, out: np.ndarray | None = None) -> np.ndarr
     return np.subtract(x, np.max(x, axis=dim, keepdims=True), out=out, dtype=np.float64)
 
 
+def minus_max_at(
+    x: ArrayLike, dim: int, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(x - max(x), argmax(x))`` along ``dim``, the argmax with ``dim`` kept (None when the dim is empty).
+
+    The max is taken at the argmax (the same cost as ``np.max``, the first NaN in a row that has one), so that
+    a caller can leave the max's term out of a sum.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    if x.shape[dim] == 0:
+        return minus_max(x, dim, out), None
+    at_max = np.argmax(x, axis=dim, keepdims=True)
+    return np.subtract(x, np.take_along_axis(x, at_max, axis=dim), out=out, dtype=np.float64), at_max
+
+
 def log_softmax(x: ArrayLike, dim: int = -1) -> np.ndarray:
     """``log_softmax(x)_i = x_i - max(x) - log(sum_j exp(x_j - max(x)))`` along ``dim``.
 
     Subtracting the max makes every exponent <= 0, so ``exp`` cannot overflow and the largest term is exactly
-    1 (the log-sum is then in [0, log C]). Like torch, a row that holds +inf or only -inf gives NaN.
+    1 (the log-sum is then in [0, log C]). The log-sum is ``log1p`` of the other terms' sum: in a confident row
+    it is as small as e^-700, the max's log-probability is minus it, and log(1 + tiny) would round to 0. Like
+    torch, a row that holds +inf or only -inf gives NaN.
 
     >>> log_softmax(np.array([0.0, 0.0])).tolist() == [-np.log(2.0)] * 2
     True
+    >>> float(log_softmax(np.array([40.0, 0.0]))[0])  # -log1p(e^-40)
+    -4.248354255291589e-18
     """
-    out = minus_max(x, dim)
-    out -= np.log(np.sum(np.exp(out), axis=dim, keepdims=True))
+    out, at_max = minus_max_at(x, dim)
+    e = np.exp(out)
+    if at_max is not None:  # the max's term, exactly 1 (NaN in a NaN row), left out of the sum: e - 1
+        np.put_along_axis(e, at_max, np.take_along_axis(e, at_max, axis=dim) - 1.0, axis=dim)
+    out -= np.log1p(np.sum(e, axis=dim, keepdims=True))
     return out
 
 

@@ -14,6 +14,8 @@ row is s (diag(p) - p p^T), s the row's total target weight times grad_output.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -27,8 +29,8 @@ from ._checks import (
     grad_grad_input_array,
 )
 from ._reduce import reduce_backward, reduce_grad_output, reduce_loss, reduce_scale
-from .activations import log_softmax, minus_max, softmax
-from .nll_loss import add_at_target, class_dim_of, pick, target_weights
+from .activations import log_softmax, minus_max_at, softmax
+from .nll_loss import add_at_target, class_dim_of, pick, put_at_target, target_weights
 
 # The formulas below work on blocks of rows with the classes along axis 1: (n, C) or (n, C, d1, ..., dk);
 # a 1-D input (C,) is handled as one row, (1, C). The public functions check the arguments on the whole
@@ -187,11 +189,47 @@ def _index_loss(x, t, keep, w_t, w, eps):
     """``-w_y log p_y`` per element of a block (0 where ignored); smoothed: (1 - eps) nll + eps/C smooth."""
     # -log p_y = log sum_c exp(z_c) - z_y with z = x - max(x): the row's log-sum-exp, no need to normalise
     # every entry (and no cancellation: z_y is taken before the sum, not subtracted from a large logsumexp)
-    z = minus_max(x, 1)
+    z, at_max = minus_max_at(x, 1)
     z_y, wz = _before_exp(z, t, keep, w, eps)
-    with np.errstate(divide="ignore"):  # no classes: log(0), in rows that are all ignored
-        log_sum = np.log(np.exp(z, out=z).sum(axis=1))  # z is spent here
-    return _from_log_sum(log_sum, z_y, wz, keep, w_t, w, eps, x.shape[1])
+    sums = _row_sums(np.exp(z, out=z), t, keep, at_max)  # z is spent here
+    return _from_log_sum(_log_sum(sums), z_y, wz, keep, w_t, w, eps, x.shape[1])
+
+
+class _RowSums(NamedTuple):
+    e_y: np.ndarray  # exp(x_y - max(x)), 0 where the target is ignored
+    others: np.ndarray  # sum_{j != y} e_j: 1 - p_y = others / s
+    beside_max: np.ndarray  # sum_{j != max} e_j = s - 1: 1 - p_max = beside_max / s
+    y_is_max: np.ndarray
+
+
+def _row_sums(e, t, keep, at_max) -> _RowSums:
+    """The sums of e = exp(x - max(x)) over each row of a block that the loss and its gradient need; e's target
+    entry is zeroed (in place).
+
+    Each sum leaves out its term near 1 instead of subtracting it afterwards, so that what is small keeps its
+    digits: 1 - p_y of a confident right answer, 1 - p_max, and log sum_j e_j = log1p(beside_max), as small as
+    e^-700 in a confident row, where it is the whole loss (or the smoothing term's part of the max's class) and
+    log(1 + tiny) would round to 0.
+    """
+    if at_max is None:  # no classes (every target is ignored)
+        zeros = np.zeros(e.shape[:1] + e.shape[2:])
+        return _RowSums(zeros, zeros, zeros - 1.0, zeros.astype(bool))
+    y_is_max = keep & (t == np.squeeze(at_max, 1))
+    # the max's term -1: exactly 0 (NaN in a row with +inf or only -inf, which stays NaN)
+    np.put_along_axis(e, at_max, np.take_along_axis(e, at_max, axis=1) - 1.0, axis=1)
+    d_y = np.where(keep, pick(e, t, keep, 1), 0.0)  # e_y, or 0 where the target is the max
+    add_at_target(e, t, keep, -d_y, 1)
+    rest = e.sum(axis=1)  # sum_{j not in {y, max}} e_j
+    not_max = np.where(y_is_max, 0.0, 1.0)
+    # the max's term back, except where it is the target's, which stays 0
+    np.put_along_axis(e, at_max, np.take_along_axis(e, at_max, axis=1) + np.expand_dims(not_max, 1), axis=1)
+    return _RowSums(d_y + (1.0 - not_max), rest + not_max, rest + d_y, y_is_max)
+
+
+def _log_sum(sums: _RowSums) -> np.ndarray:
+    """log sum_j e_j (-inf without classes)."""
+    with np.errstate(divide="ignore"):
+        return np.log1p(sums.beside_max)
 
 
 def _before_exp(z, t, keep, w, eps):
@@ -272,18 +310,55 @@ def cross_entropy_backward(
 def _probability_backward(g, x, q, w, eps):
     """``(grad_input, grad_target)`` of one block; g has the block's loss shape."""
     g = np.expand_dims(g, 1)
-    p = softmax(x, 1)
     w_c = 1.0 if w is None else _class_view(w, x.ndim)
     wq = _smoothed(q, eps) * w_c
-    # d/dx_j = p_j * sum_c w_c q_c - w_j q_j
-    grad_input = p
-    grad_input *= wq.sum(axis=1, keepdims=True)
+    # d/dx_j = p_j * sum_c w_c q_c - w_j q_j. At the row's largest p_j and largest w_j q_j, a confident row and a
+    # near one-hot target make that a difference of ~1's that keeps none of the tiny result's digits; there it is
+    # p_j * sum_{c != j} w_c q_c - w_j q_j * (1 - p_j), both sums leaving out their term near 1
+    e, at_max = minus_max_at(x, 1)
+    np.exp(e, out=e)
+    at_top = None if at_max is None else np.argmax(wq, axis=1, keepdims=True)
+    beside_max, s = _beside(e, at_max)  # sum_{k != max} e_k (e_max = 1), s
+    beside_top, total = _beside(wq, at_top)
+    grad_input = e / s
+    grad_input *= total
     grad_input -= wq
+    if at_max is not None:
+        for at in (at_max, at_top):
+            p_j, wq_j = np.take_along_axis(e, at, axis=1) / s, np.take_along_axis(wq, at, axis=1)
+            others_wq = np.where(at == at_top, beside_top, total - wq_j)
+            not_p_j = np.where(at == at_max, beside_max / s, 1.0 - p_j)
+            np.put_along_axis(grad_input, at, p_j * others_wq - wq_j * not_p_j, axis=1)
     grad_input *= g
     # d/dy_c = -(1 - eps) w_c log p_c: the target enters the loss only through q = (1 - eps) y + eps / C
     grad_target = log_softmax(x, 1)
     grad_target *= -(1.0 - eps) * g * w_c
     return grad_input, grad_target
+
+
+def _sum_of_others(a):
+    """``sum_{c != j} a_c`` for every j of a >= 0 (classes along axis 1): ``total - a_j``, accurate where a_j is
+    at most half the total, that is everywhere but at the row's largest entry, where the others are summed on
+    their own (they may be e^-700 of it)."""
+    at = np.argmax(a, axis=1, keepdims=True) if a.shape[1] else None
+    beside, total = _beside(a.copy(), at)
+    out = total - a
+    if at is not None:
+        np.put_along_axis(out, at, beside, axis=1)
+    return out
+
+
+def _beside(a, at):
+    """``(sum_{c != at} a_c, sum_c a_c)`` of each row (dims kept): the first summed with a_at left out, not
+    subtracted from the second (a's entry is zeroed for the sum and put back)."""
+    if at is None:
+        total = a.sum(axis=1, keepdims=True)
+        return total, total
+    a_at = np.take_along_axis(a, at, axis=1)
+    np.put_along_axis(a, at, 0.0, axis=1)
+    beside = a.sum(axis=1, keepdims=True)
+    np.put_along_axis(a, at, a_at, axis=1)
+    return beside, beside + a_at
 
 
 def _index_backward(g, x, t, keep, w, w_t, eps, out=None, loss=None):
@@ -295,27 +370,41 @@ def _index_backward(g, x, t, keep, w, w_t, eps, out=None, loss=None):
     a = np.where(keep, (1.0 - eps) * w_t * g, 0.0)  # coefficient of the nll term
     b = np.where(keep, (eps / n_classes) * g, 0.0) if eps > 0 else None  # coefficient of the smoothing term
     # p = e / s with e = exp(x - max(x)), s = sum_c e_c; the 1/s is folded into the one scaling pass below
-    grad = minus_max(x, 1, out)
+    grad, at_max = minus_max_at(x, 1, out)
     if loss is not None:
         z_y, wz = _before_exp(grad, t, keep, w, eps)
-    np.exp(grad, out=grad)  # e
     # At the target, p_y - 1 cancels when p_y ~ 1 (a confident right answer): use -(sum of the other p_j).
-    e_y = np.where(keep, pick(grad, t, keep, 1), 0.0)
-    add_at_target(grad, t, keep, -e_y, 1)  # e with e_y zeroed
-    others = grad.sum(axis=1)  # sum_{j != y} e_j
-    s = others + e_y
+    sums = _row_sums(np.exp(grad, out=grad), t, keep, at_max)  # grad: e with e_y zeroed
+    s = sums.others + sums.e_y
     if loss is not None:
-        loss[...] = _from_log_sum(np.log(s), z_y, wz, keep, w_t, w, eps, n_classes)
-    # d/dx_j = a (p_j - [j = y]) + b (p_j * sum_c w_c - w_j); the target's entry is added back last
-    at_target = -a * (others / s)
+        loss[...] = _from_log_sum(_log_sum(sums), z_y, wz, keep, w_t, w, eps, n_classes)
+    # d/dx_j = a (p_j - [j = y]) + b (p_j * sum_c w_c - w_j); the target's entry is set last
     if b is None:
         grad *= np.expand_dims(a / s, 1)
-    else:
-        w_sum = float(n_classes) if w is None else w.sum()
-        grad *= np.expand_dims((a + b * w_sum) / s, 1)
-        grad -= np.expand_dims(b, 1) * (1.0 if w is None else _class_view(w, x.ndim))
-        at_target = at_target + b * w_sum * (e_y / s)
-    add_at_target(grad, t, keep, np.where(keep, at_target, 0.0), 1)
+        add_at_target(grad, t, keep, np.where(keep, -a * (sums.others / s), 0.0), 1)  # a (p_y - 1)
+        return _zero_ignored(grad, keep)
+    w_sum = float(n_classes) if w is None else w.sum()
+    grad *= np.expand_dims((a + b * w_sum) / s, 1)
+    grad -= np.expand_dims(b, 1) * (1.0 if w is None else _class_view(w, x.ndim))
+    # The smoothing term b (W p_j - w_j) (W = sum_c w_c) cancels, beyond its zero, where p_j ~ 1 and the other
+    # classes weigh ~0: there (p_j >= 1/2, only the max) it is b (sum_{c != j} w_c - W (1 - p_j)).
+    put_at_target(grad, t, keep, -a * (sums.others / s) + b * (w_sum * (sums.e_y / s) - w_t), 1)
+    if at_max is not None:
+        w_others = np.full(n_classes, n_classes - 1.0) if w is None else _sum_of_others(w[np.newaxis])[0]
+        not_p_max = sums.beside_max / s
+        top = np.where(sums.y_is_max, -a * not_p_max, a / s) + b * (
+            w_others[np.squeeze(at_max, 1)] - w_sum * not_p_max
+        )
+        plain = np.squeeze(np.take_along_axis(grad, at_max, axis=1), 1)
+        np.put_along_axis(grad, at_max, np.expand_dims(np.where(not_p_max <= 0.5, top, plain), 1), axis=1)
+    return _zero_ignored(grad, keep)
+
+
+def _zero_ignored(grad: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """An ignored element's gradient is 0 whatever its logits, since its loss does not depend on them (the formula's
+    0 times p would be NaN in a row whose softmax is undefined: all -inf, or holding +inf or NaN)."""
+    if not keep.all():
+        np.copyto(grad, 0.0, where=~np.expand_dims(keep, 1))
     return grad
 
 
@@ -332,10 +421,9 @@ def cross_entropy_forward_backward(
 
     A training step needs both, and both need e = exp(x - max(x)): the forward its row sums, the backward
     p = e / s. Float64 ``exp`` is the reference's dominant cost (NumPy's is scalar without AVX-512), so for
-    class indices this exponentiates once where the two calls do it twice. The gradient equals the backward's
-    bitwise; the loss equals the forward's up to the order of one sum (s is summed without its target term
-    first). Errors are the forward's, then the backward's, as for the two calls. Probability targets, an
-    input without classes and a 0-d input take the two calls.
+    class indices this exponentiates once where the two calls do it twice. Loss and gradient equal the two
+    calls' bitwise (the same operations). Errors are the forward's, then the backward's, as for the two calls.
+    Probability targets, an input without classes and a 0-d input take the two calls.
 
     >>> [a.tolist() for a in cross_entropy_forward_backward(1.0, np.zeros((1, 2)), np.array([0]))[:2]]
     [0.6931471805599453, [[-0.5, 0.5]]]
@@ -508,5 +596,6 @@ def _index_double_backward(g, scale, x, v, t, keep, w, w_t, eps, out):
     d -= np.expand_dims(pd, 1)
     out *= d
     out *= np.expand_dims(s, 1)
+    _zero_ignored(out, keep)
     # an ignored element's gradient is 0 whatever g (its a and b are), so is its term
     return np.where(keep, terms, 0.0)

@@ -39,6 +39,16 @@ def add_at_target(
     a[_target_index(target, keep, class_dim)] += values
 
 
+def put_at_target(
+    a: np.ndarray, target: np.ndarray, keep: np.ndarray, values: np.ndarray, class_dim: int
+) -> None:
+    """In place: ``a[n, target[n], d...] = values[n, d...]`` where the target is kept."""
+    if a.shape[class_dim] == 0:
+        return
+    index = _target_index(target, keep, class_dim)
+    a[index] = np.where(keep, values, a[index])
+
+
 def target_weights(weight: np.ndarray | None, target: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """``weight[target]`` (1 without a weight), 0 where ignored: the terms of the weighted mean's divisor."""
     if weight is None:

@@ -11,7 +11,7 @@ import pytest
 import reference
 from parity_tests import repro
 from parity_tests.harness.check import check
-from parity_tests.harness.fuzz import GATE_SETTINGS, REGIME, search
+from parity_tests.harness.fuzz import GATE_SETTINGS, REGIME, database_folder, search
 from parity_tests.harness.record import load_record, write_record
 
 # the search draws special values (-inf logits, exact 0 and 1) that make NaN and inf on purpose
@@ -64,3 +64,32 @@ def test_a_fault_under_one_option_combination_is_found_shrunk_and_replayable(tmp
         np.testing.assert_array_equal(data.arrays[name], array)
     assert [s.stage for s in check(data, impl).failures] == ["grad_input"]
     assert repro.main([str(record_path), "--impl", "reference"]) == 0  # the reference passes the shrunk case
+
+
+def test_a_failing_case_is_never_kept_as_a_deviations_example():
+    """The summary lists the first case each registered deviation explained, without a record: a case that also
+    fails would be a failure without a record. Planted: the loss of binary_cross_entropy off wherever a
+    probability equals its target at 0 or 1, where torch's float16 backward floor deviates (NaN)."""
+    impl = SimpleNamespace(**{name: getattr(reference, name) for name in reference.__all__})
+
+    def loss(input, target, **kwargs):
+        value = reference.binary_cross_entropy(input, target, **kwargs)
+        edge = np.isin(input, (0.0, 1.0)) & (input == target)
+        return value * 1.5 + 1.0 if edge.any() else value
+
+    impl.binary_cross_entropy = loss
+    settings = hypothesis.settings(GATE_SETTINGS, max_examples=300, derandomize=True)
+    found = search("binary_cross_entropy", "cpu", ["float16"], impl, settings)
+    assert found.failure is not None, f"not found in {found.examples} examples"
+    # derandomized, the deviation first shows on a case the plant fails (34 examples): that case is not kept
+    assert all(not result.failures for result in found.deviations.values())
+
+
+def test_the_fuzz_database_is_a_folder_under_hypothesiss_own(tmp_path, monkeypatch):
+    # Hypothesis 6.170's storage_directory returns an object whose str is its repr: the database then landed in
+    # folders named "<hypothesis.configuration.StorageDirectory object at 0x...>" in the user's working folder.
+    monkeypatch.setenv("HYPOTHESIS_STORAGE_DIRECTORY", str(tmp_path / "store"))
+    assert database_folder("cross_entropy", "cpu") == tmp_path / "store" / "fuzz" / "cross_entropy-cpu"
+    monkeypatch.delenv("HYPOTHESIS_STORAGE_DIRECTORY")
+    monkeypatch.chdir(tmp_path)
+    assert database_folder("nll_loss", "cuda") == tmp_path / ".hypothesis" / "fuzz" / "nll_loss-cuda"

@@ -251,3 +251,90 @@ def test_an_evidence_case_where_torch_no_longer_deviates_fails(monkeypatch):
     result = check(data)
     assert [d.id for d in result.lost_evidence] == ["float16-sum-overflow-in-mean"]
     assert result.failed
+
+
+def _session(pytester, tmp_path, monkeypatch, name: str, body: str, *args: str):
+    """A small session of the suite against a candidate module `name` (the reference's API, with `body`)."""
+    (tmp_path / f"{name}.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reports = tmp_path / "reports"
+    result = pytester.runpytest_inprocess(
+        str(ROOT / "parity_tests" / "test_parity.py"),
+        str(ROOT / "parity_tests" / "test_errors.py"),
+        "-p",
+        "no:cacheprovider",
+        f"--report-dir={reports}",
+        f"--rootdir={ROOT}",
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "--impl",
+        name,
+        "--dtype",
+        "float32",
+        *args,
+    )
+    return result, (reports / "latest" / "summary.md").read_text()
+
+
+SMOOTHED_OR_NOT = "cross_entropy-index-ii-100-mean-float32 or cross_entropy-index-ii-100-ls0.1-mean-float32"
+
+
+def test_a_correct_partial_candidate_passes_with_its_coverage_in_the_summary(pytester, tmp_path, monkeypatch):
+    partial = "from reference import nll_loss, nll_loss_backward  # noqa: F401\n"
+    args = (
+        "--loss",
+        "nll_loss",
+        "--loss",
+        "cross_entropy",
+        "-k",
+        f"nll_loss-index-ii-100-mean or {SMOOTHED_OR_NOT}",
+    )
+    result, summary = _session(pytester, tmp_path, monkeypatch, "partial_candidate", partial, *args)
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    assert summary.startswith("PASS: ")
+    assert "cross_entropy loss (" in summary  # the reasons: it defines no cross_entropy
+    assert "partial_candidate defines no cross_entropy" in summary
+    assert "Not implemented at all: **cross_entropy**." in summary
+    assert "| cross_entropy | target: index | 0 |" in summary  # the coverage table: nothing of it supported
+    assert "| nll_loss | target: index |" in summary
+
+
+def test_a_candidate_declining_label_smoothing_passes_and_the_summary_names_it(
+    pytester, tmp_path, monkeypatch
+):
+    declining = (
+        "from reference import *  # noqa: F403\nimport reference\n\n"
+        "def _no_smoothing(label_smoothing):\n"
+        "    if label_smoothing > 0:\n"
+        "        raise NotImplementedError('label_smoothing is not supported')\n\n"
+        "def cross_entropy(*a, label_smoothing=0.0, **k):\n"
+        "    _no_smoothing(label_smoothing)\n"
+        "    return reference.cross_entropy(*a, **k)\n\n"
+        "def cross_entropy_backward(*a, label_smoothing=0.0, **k):\n"
+        "    _no_smoothing(label_smoothing)\n"
+        "    return reference.cross_entropy_backward(*a, **k)\n"
+    )
+    args = ("--loss", "cross_entropy", "-k", SMOOTHED_OR_NOT)
+    result, summary = _session(pytester, tmp_path, monkeypatch, "declining_candidate", declining, *args)
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    assert "Declined wherever it appears: **cross_entropy: label_smoothing**" in summary
+    strict = pytester.runpytest_inprocess(
+        str(ROOT / "parity_tests" / "test_parity.py"),
+        "-p",
+        "no:cacheprovider",
+        f"--report-dir={tmp_path / 'strict'}",
+        f"--rootdir={ROOT}",
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "--impl",
+        "declining_candidate",
+        "--dtype",
+        "float32",
+        "--loss",
+        "cross_entropy",
+        "--require-all",
+        "-k",
+        SMOOTHED_OR_NOT,
+    )
+    assert strict.ret == 1  # --require-all: what it does not implement fails
+    assert "not implemented by the candidate (--require-all)" in strict.stdout.str()

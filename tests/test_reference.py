@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 import reference
+from parity_tests.harness import bad_calls
 from reference import (
     binary_cross_entropy,
     binary_cross_entropy_backward,
@@ -406,12 +407,10 @@ def test_cross_entropy_is_unchanged_by_shifting_the_logits(cfg: Config, reductio
 
 
 def _forward_backward_matches_the_two_calls(x, target, g, kwargs: dict, what: str) -> None:
-    """cross_entropy_forward_backward = (cross_entropy, *cross_entropy_backward): the gradient bitwise (same
-    operations), the loss to an ulp of the row's log-sum-exp (its row sums add the target's term last), which is
-    a few ulps of the loss when the loss is small beside its terms: 1e-14 of the loss's scale."""
+    """cross_entropy_forward_backward = (cross_entropy, *cross_entropy_backward), bitwise: the same operations."""
     loss, grad_input, grad_target = cross_entropy_forward_backward(g, x, target, **kwargs)
     expected = cross_entropy_backward(g, x, target, **kwargs)
-    assert_close(loss, cross_entropy(x, target, **kwargs), rtol=1e-14, what=f"loss, {what}")
+    assert np.array_equal(loss, cross_entropy(x, target, **kwargs), equal_nan=True), f"loss differs [{what}]"
     assert np.array_equal(grad_input, expected[0], equal_nan=True), f"grad_input differs [{what}]"
     assert (grad_target is None) == (expected[1] is None), f"grad_target: one of them is None [{what}]"
     if grad_target is not None:
@@ -834,3 +833,41 @@ def test_deck_better_model_is_more_likely() -> None:
     assert losses[1] < losses[0]
     # and the maximum-likelihood model is the empirical distribution itself
     assert losses[2] < losses[1]
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_an_ignored_row_has_a_zero_gradient_whatever_its_logits(reduction, label_smoothing):
+    # The loss does not depend on an ignored row, so its gradient is 0, also where its softmax is undefined (all -inf,
+    # or +inf): the formula's 0 * NaN there would be NaN (torch's registered deviation, not the truth).
+    x = np.array([[-np.inf, -np.inf, -np.inf], [0.5, 1.0, 2.0], [np.inf, 0.0, 1.0]])
+    t = np.array([-100, 1, -100])
+    g = np.ones(3) if reduction == "none" else 1.0
+    options = {"reduction": reduction, "label_smoothing": label_smoothing}
+    grad = cross_entropy_backward(g, x, t, **options)[0]
+    assert np.array_equal(grad[[0, 2]], np.zeros((2, 3)))
+    assert np.isfinite(grad[1]).all()
+    assert np.isfinite(cross_entropy(x, t, **options)).all()
+    grad2 = reference.cross_entropy_double_backward(np.ones(x.shape), g, x, t, **options)[1]
+    assert np.array_equal(grad2[[0, 2]], np.zeros((2, 3)))
+
+
+_CROSS_ENTROPY_BAD_CALLS = [c for c in bad_calls.TABLE if c.loss == "cross_entropy"]
+
+
+@pytest.mark.parametrize("bad", _CROSS_ENTROPY_BAD_CALLS, ids=[c.id for c in _CROSS_ENTROPY_BAD_CALLS])
+def test_forward_backward_rejects_like_its_two_calls(bad) -> None:
+    """``cross_entropy_forward_backward`` (the reference's one-pass extra) raises what ``cross_entropy`` then
+    ``cross_entropy_backward`` raise, for every bad call of the error table: class and message."""
+    inputs, kwargs = bad.build()
+    g = 1.0 if bad.grad_output is None else bad.grad_output
+
+    def two_calls() -> None:
+        cross_entropy(*inputs, **kwargs)
+        cross_entropy_backward(g, *inputs, **kwargs)
+
+    with pytest.raises(Exception) as expected:
+        two_calls()
+    with pytest.raises(type(expected.value)) as got:
+        cross_entropy_forward_backward(g, *inputs, **kwargs)
+    assert str(got.value) == str(expected.value), f"one call: {got.value}; two: {expected.value}"

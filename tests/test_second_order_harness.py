@@ -67,7 +67,9 @@ def test_a_double_backward_1_percent_off_is_caught_at_its_stage(loss, options, d
     assert [(s.stage, s.wrong) for s in check(data, off).failures] == [("grad2_target", "candidate")]
 
 
-@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits"])
+@pytest.mark.parametrize(
+    "loss", ["cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
+)
 def test_one_wrong_sign_is_caught_at_its_index_and_recorded(loss, tmp_path):
     data = build(case(loss, "float32", reduction="mean"))
     grad2_input = runner.run_truth(data)["grad2_input"]
@@ -97,9 +99,7 @@ def test_a_wrong_reduced_grad_grad_output_is_caught():
 
 
 def test_a_candidate_without_a_double_backward_is_unsupported_there_never_failing(tmp_path):
-    first_order = SimpleNamespace(
-        nll_loss=reference.nll_loss, nll_loss_backward=reference.nll_loss_backward
-    )
+    first_order = SimpleNamespace(nll_loss=reference.nll_loss, nll_loss_backward=reference.nll_loss_backward)
     data = build(case("nll_loss", "float32", reduction="sum"))
     result = check(data, first_order)
     assert {s.stage: s.candidate_status for s in result.stages} == {
@@ -118,7 +118,9 @@ def test_a_candidate_without_a_double_backward_is_unsupported_there_never_failin
         run = Run(SimpleNamespace(), tmp_path / str(require_all), {}, candidate)
         request = SimpleNamespace(
             node=SimpleNamespace(nodeid="item"),
-            config=SimpleNamespace(getoption=lambda name, *a, r=require_all: r if name == "--require-all" else None),
+            config=SimpleNamespace(
+                getoption=lambda name, *a, r=require_all: r if name == "--require-all" else None
+            ),
         )
         if require_all:
             with pytest.raises(pytest.fail.Exception, match="nll_loss_double_backward"):
@@ -141,7 +143,9 @@ def test_a_torch_candidate_is_differentiated_twice_through_its_forward():
 
     # through autograd twice, a forward with the curvature in float16 is judged as it runs
     def coarse(x, y, **kwargs):
-        return F.binary_cross_entropy_with_logits(x.half(), y.half(), **{k: v.half() if torch.is_tensor(v) else v for k, v in kwargs.items()})
+        return F.binary_cross_entropy_with_logits(
+            x.half(), y.half(), **{k: v.half() if torch.is_tensor(v) else v for k, v in kwargs.items()}
+        )
 
     result = check(data, SimpleNamespace(LOSS_PARITY_KIND="torch", binary_cross_entropy_with_logits=coarse))
     assert {s.stage for s in result.failures} >= {"loss", "grad2_input"}
@@ -176,7 +180,11 @@ def test_a_torch_candidate_with_a_backward_and_no_double_backward_is_unsupported
 
     module.nll_loss_double_backward = double_backward
     (failure,) = check(data, module).failures
-    assert (failure.stage, failure.wrong, failure.verdict.worst_index) == ("grad_grad_output", "candidate", (0,))
+    assert (failure.stage, failure.wrong, failure.verdict.worst_index) == (
+        "grad_grad_output",
+        "candidate",
+        (0,),
+    )
 
 
 class _OnceDifferentiable(torch.autograd.Function):
@@ -196,7 +204,10 @@ def test_where_autograd_cannot_differentiate_twice_the_candidate_is_unsupported_
     def fused(input, target, **kwargs):
         return F.cross_entropy(_OnceDifferentiable.apply(input), target, **kwargs)
 
-    result = check(build(case("cross_entropy", "float32")), SimpleNamespace(LOSS_PARITY_KIND="torch", cross_entropy=fused))
+    result = check(
+        build(case("cross_entropy", "float32")),
+        SimpleNamespace(LOSS_PARITY_KIND="torch", cross_entropy=fused),
+    )
     assert not result.failed
     statuses = {s.stage: (s.candidate_status, s.unsupported) for s in result.stages}
     assert statuses["grad_input"] == ("pass", None)
@@ -204,14 +215,20 @@ def test_where_autograd_cannot_differentiate_twice_the_candidate_is_unsupported_
     assert "autograd twice through cross_entropy" in statuses["grad2_input"][1]
 
 
-def test_where_torch_cannot_differentiate_twice_torch_is_not_judged_and_the_candidate_is(monkeypatch, tmp_path):
+def test_where_torch_cannot_differentiate_twice_torch_is_not_judged_and_the_candidate_is(
+    monkeypatch, tmp_path
+):
     spec = SPECS["cross_entropy"]
-    fused = lambda input, target, **kwargs: F.cross_entropy(_OnceDifferentiable.apply(input), target, **kwargs)  # noqa: E731
+
+    def fused(input, target, **kwargs):
+        return F.cross_entropy(_OnceDifferentiable.apply(input), target, **kwargs)
+
     monkeypatch.setitem(SPECS, "cross_entropy", type(spec)(**{**vars(spec), "torch_fn": fused}))
     data = build(case("cross_entropy", "float32", reduction="mean"))
     out = runner.run_torch(data)
     assert out["grad_input"] is not None  # the first order is untouched
-    assert out["grad2_input"] is None and "differentiable once only" in out.unavailable["grad2_input"]
+    assert out["grad2_input"] is None
+    assert "differentiable once only" in out.unavailable["grad2_input"]
 
     result = check(data)
     assert not result.failed
@@ -226,11 +243,16 @@ def test_where_torch_cannot_differentiate_twice_torch_is_not_judged_and_the_cand
     assert {s.status for s in right.stages if s.stage in SECOND_ORDER} == {"pass"}
     # in a run: the item passes, and the summary says what torch was not judged on, and why
     run = Run(SimpleNamespace(), tmp_path, {}, wrap(reference))
-    request = SimpleNamespace(node=SimpleNamespace(nodeid="item"), config=SimpleNamespace(getoption=lambda *a: None))
+    request = SimpleNamespace(
+        node=SimpleNamespace(nodeid="item"), config=SimpleNamespace(getoption=lambda *a: None)
+    )
     parity_module.test_parity((data.case,), wrap(reference), run, request)
     run.close()
     summary = render.render_markdown({"outcome": "PASS", "reason": "-"}, render.read_rows(run.dir))
-    assert "| cross_entropy | grad2_input | float32 | cpu | 1 | the backward is differentiable once only" in summary
+    assert (
+        "| cross_entropy | grad2_input | float32 | cpu | 1 | the backward is differentiable once only"
+        in summary
+    )
 
 
 def test_the_double_backward_input_is_drawn_last_and_leaves_every_other_input_as_it_was():
@@ -239,7 +261,14 @@ def test_the_double_backward_input_is_drawn_last_and_leaves_every_other_input_as
     for c in (
         case("cross_entropy", "float16", target="prob", weight="class"),
         case("binary_cross_entropy_with_logits", "float64", pos_weight="broadcast", reduction="none"),
-        Case("nll_loss", case("nll_loss", "float16", weight="class").options, (4096, 3), "large", "float16", "cpu"),
+        Case(
+            "nll_loss",
+            case("nll_loss", "float16", weight="class").options,
+            (4096, 3),
+            "large",
+            "float16",
+            "cpu",
+        ),
     ):
         rng = c.rng()
         drawn = c.spec.sample(rng, c.shape, c.opts, c.regime)
@@ -252,7 +281,10 @@ def test_the_double_backward_input_is_drawn_last_and_leaves_every_other_input_as
         assert sorted(data.arrays) == sorted([*drawn, "grad_grad_input"])
         v = data.arrays["grad_grad_input"]
         assert v.shape == data.arrays["input"].shape
-        assert (np.abs(v) >= 0.5).all() and (np.abs(v) <= 2).all() and (v < 0).any() and (v > 0).any()
+        assert (np.abs(v) >= 0.5).all()
+        assert (np.abs(v) <= 2).all()
+        assert (v < 0).any()
+        assert (v > 0).any()
 
 
 FAULT_MODULE = '''

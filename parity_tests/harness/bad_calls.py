@@ -6,6 +6,10 @@ backward raise it too; ``test_reference_second_order.py`` that the reference's d
 backward raises.
 
 Entries with ``only_backward`` are inputs torch's forward accepts but its backward rejects.
+
+``raises`` and ``only_backward`` are what torch 2.13, the release the reference mirrors, does. Where another release
+behaves otherwise, ``releases`` says so, as data with its evidence: each `Release` names a version range and what torch
+does there. ``behaviour(call, version)`` is what torch does in a given release.
 """
 
 from __future__ import annotations
@@ -20,6 +24,16 @@ Arrays = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
+class Release:
+    """What torch releases in a version range do with a bad call, where it differs from torch 2.13."""
+
+    torch: str  # a version range, e.g. "<2.8"
+    raises: type[Exception]
+    only_backward: bool = False
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
 class BadCall:
     id: str  # readable, unique within its loss
     loss: str  # name in torch.nn.functional and in the implementation (+ "_backward")
@@ -28,6 +42,32 @@ class BadCall:
     names: str  # the argument the implementation's message must name
     only_backward: bool = False
     grad_output: Any = field(default=None)  # for only_backward entries; None: ones of the loss's shape
+    releases: tuple[Release, ...] = ()  # other torch releases that behave otherwise
+
+
+def behaviour(bad: BadCall, version: str) -> tuple[type[Exception], bool]:
+    """(the class torch raises, whether only its backward raises) in the torch release `version`."""
+    from parity_tests.harness.selectors import torch_version_in
+
+    for release in bad.releases:
+        if torch_version_in(version, release.torch):
+            return release.raises, release.only_backward
+    return bad.raises, bad.only_backward
+
+
+# Measured on CPU with torch 2.4.1, 2.6.0, 2.8.0, 2.10.0, 2.13.0, 2.14.1 and 2.15.0 (docs/torch-versions.md).
+_LONG_BEFORE_2_8 = Release(
+    "<2.8",
+    RuntimeError,
+    evidence="torch 2.4.1, 2.6.0: RuntimeError, the same message (\"... not implemented for 'Long'\"); "
+    "2.8.0 and later: NotImplementedError",
+)
+_SIZE_MISMATCH_BEFORE_2_9 = Release(
+    "<2.9",
+    RuntimeError,
+    evidence="torch 2.4.1, 2.6.0, 2.8.0: the forward raises RuntimeError 'size mismatch (got input: [3], target: "
+    "[2])'; 2.9.1, 2.10.0 and later: ValueError 'For 1D input, 1D target must have size 1'",
+)
 
 
 def _rng() -> np.random.Generator:
@@ -138,7 +178,14 @@ for _loss in CLASS_LOSSES:
             ValueError,
             "target",
         ),
-        BadCall("1d-input-target-size-2", _loss, lambda: call(logits(3), labels(1, 2)), ValueError, "target"),
+        BadCall(
+            "1d-input-target-size-2",
+            _loss,
+            lambda: call(logits(3), labels(1, 2)),
+            ValueError,
+            "target",
+            releases=(_SIZE_MISMATCH_BEFORE_2_9,),
+        ),
         BadCall(
             "1d-input-target-2d",
             _loss,
@@ -288,6 +335,7 @@ for _loss in CLASS_LOSSES:
             lambda: call(np.ones((4, 3), np.int64), labels(0, 1, 2, 0)),
             NotImplementedError,
             "input",
+            releases=(_LONG_BEFORE_2_8,),
         ),
         # torch's forward accepts a (1,) target for a 1-D input, its backward does not
         BadCall(
@@ -297,6 +345,14 @@ for _loss in CLASS_LOSSES:
             RuntimeError,
             "target",
             only_backward=True,
+            releases=(
+                Release(
+                    "<2.9",
+                    RuntimeError,
+                    evidence="torch 2.4.1, 2.6.0, 2.8.0: the forward already raises 'size mismatch (got input: [3], "
+                    "target: [1])'",
+                ),
+            ),
         ),
         # the reducing forward of an empty input never reads the uint8 target, the backward does
         BadCall(
@@ -461,6 +517,7 @@ TABLE += [
         lambda: call(np.ones((4, 3), np.int64), probs(4, 3)),
         NotImplementedError,
         "input",
+        releases=(_LONG_BEFORE_2_8,),
     ),
 ]
 
@@ -501,6 +558,7 @@ for _loss in BINARY_LOSSES:
             lambda: call(np.ones((4, 3), np.int64), np.ones((4, 3), np.int64)),
             NotImplementedError,
             "input",
+            releases=(_LONG_BEFORE_2_8,),
         ),
         BadCall(
             "grad-output-shape-mismatch",
@@ -573,6 +631,15 @@ TABLE += [
         lambda: call(logits(3), np.ones(3, np.bool_)),
         RuntimeError,
         "target",
+        releases=(
+            Release(
+                ">=2.14.1",
+                NotImplementedError,
+                evidence="torch 2.14.1, 2.15.0: NotImplementedError with the same message ('Subtraction, the `-` "
+                "operator, with two bool tensors is not supported'); 2.13.0 and earlier: RuntimeError; 2.14.0 not "
+                "measured",
+            ),
+        ),
     ),
     # the classic mistake: pos_weight (C,) for an (N, C, H, W) input broadcasts against W, not C
     BadCall(

@@ -26,6 +26,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,8 @@ class Candidate:
     module: Any
     kind: str  # "numpy" or "torch"
     is_truth: bool  # the reference itself: the run is torch against the truth alone
-    path: str | None = (
-        None  # the sys.path entry it was imported from, for a replay command that works as printed
-    )
+    # the sys.path entry it was imported from, for a replay command that works as printed
+    path: str | None = None
 
     def defines(self, loss: str) -> bool:
         return callable(getattr(self.module, loss, None))
@@ -95,12 +95,23 @@ def _is_truth(module: Any) -> bool:
     if module is truth:
         return True
     file = getattr(module, "__file__", None)
-    return file is not None and Path(file).resolve() == Path(truth.__file__).resolve()
+    return file is not None and _same_file(file, truth.__file__)
+
+
+@cache
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def _import_root(module: Any) -> str | None:
     """The sys.path entry that `module` was imported from (the folder holding its top-level package)."""
-    top = sys.modules.get(getattr(module, "__name__", "").split(".")[0])
+    name = getattr(module, "__name__", None)
+    return _root_of(name) if isinstance(name, str) and name in sys.modules else None
+
+
+@cache
+def _root_of(name: str) -> str | None:
+    top = sys.modules.get(name.split(".")[0])
     if top is None:
         return None
     if hasattr(top, "__path__"):  # a package (a namespace package has no __file__)
@@ -251,7 +262,9 @@ def _run_numpy(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
         stages = [s for s in stages if s in shapes]
         function = getattr(module, f"{loss}_{order}", None)
         if not callable(function):
-            out.update({s: Outcome(unsupported=f"{candidate.name} defines no {loss}_{order}") for s in stages})
+            out.update(
+                {s: Outcome(unsupported=f"{candidate.name} defines no {loss}_{order}") for s in stages}
+            )
             continue
         what = f"{loss}_{order}"
 
@@ -356,7 +369,10 @@ def _run_torch(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
     computed = value.get("loss")
     gradient_stages = first + [s for s in second if s not in out]
     if out["loss"].unsupported:
-        return {**{s: Outcome(unsupported=out["loss"].unsupported) for s in gradient_stages}, "loss": out["loss"]}
+        return {
+            **{s: Outcome(unsupported=out["loss"].unsupported) for s in gradient_stages},
+            "loss": out["loss"],
+        }
     if out["loss"].problem:
         problem = f"no gradients: {loss} failed and {candidate.name} defines no {loss}_backward"
         return {**out, **{s: Outcome(problem=problem) for s in gradient_stages}}
@@ -367,7 +383,14 @@ def _run_torch(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
 
     def gradients() -> tuple[Any, ...]:
         grads["first"] = _call(
-            what, case.id, torch.autograd.grad, computed, wrt, grad_output, create_graph=twice, allow_unused=True
+            what,
+            case.id,
+            torch.autograd.grad,
+            computed,
+            wrt,
+            grad_output,
+            create_graph=twice,
+            allow_unused=True,
         )
         return grads["first"][0], grads["first"][1] if len(wrt) > 1 else None
 
@@ -376,7 +399,11 @@ def _run_torch(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
         return out
     what2 = f"autograd twice through {loss}"
     grad_input = grads.get("first", (None,))[0]
-    why = not_differentiable(grad_input) if isinstance(grad_input, torch.Tensor) else "no gradient to differentiate"
+    why = (
+        not_differentiable(grad_input)
+        if isinstance(grad_input, torch.Tensor)
+        else "no gradient to differentiate"
+    )
     if why is not None:
         out.update({s: Outcome(unsupported=f"{what2}: {why}") for s in second})
         return out
@@ -393,16 +420,16 @@ def _run_torch(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
         found = [torch.zeros_like(t) if d is None else d for d, t in zip(found, second_wrt, strict=True)]
         return (*found, None) if len(found) < 3 else tuple(found)
 
-    out.update(
-        _gradients(lambda: _call(what2, case.id, second_order), shapes, second, what2, _torch_result)
-    )
+    out.update(_gradients(lambda: _call(what2, case.id, second_order), shapes, second, what2, _torch_result))
     return out
 
 
 def _tuple(value: Any, what: str, size: int) -> tuple[Any, ...]:
     if not isinstance(value, tuple | list) or len(value) != size:
         names = "(grad_input, grad_target)" if size == 2 else "(grad_grad_output, grad2_input, grad2_target)"
-        raise _Broke(f"{what} returned {_describe(value)}; expected a {'pair' if size == 2 else 'triple'} {names}")
+        raise _Broke(
+            f"{what} returned {_describe(value)}; expected a {'pair' if size == 2 else 'triple'} {names}"
+        )
     return tuple(value)
 
 

@@ -169,10 +169,11 @@ def _option_grid(spec: LossSpec) -> Iterator[dict[str, Any]]:
 def grid(
     profile: str, devices: list[str], dtypes: list[str] | None = None, losses: list[str] | None = None
 ) -> Iterator[Case]:
-    """Every case of a profile. quick: every option combination on the quick shapes in the ordinary regime,
-    and on a few of them in the other regimes. full: every combination, shape and regime, two seeds. gpu: the
-    device-scale shapes with their few option combinations, float32 and bfloat16 (a case that does not fit in
-    the free memory of its device or of this host is skipped with the reason, see `devices.unfit`)."""
+    """Every case of a profile. quick: every option combination on the quick shapes in the ordinary regime, and on
+    a few of them in the other regimes (there with the spec's `regime_options` only). full: every combination, shape
+    and regime, two seeds. gpu: the device-scale shapes with their few option combinations, float32 and bfloat16 (a
+    case that does not fit in the free memory of its device or of this host is skipped with the reason, see
+    `devices.unfit`)."""
     if profile not in PROFILES:
         raise ValueError(f"profile: {profile!r} is not one of {PROFILES}")
     for spec in SPECS.values():
@@ -202,7 +203,10 @@ def _profile_cases(
             if profile == "full":
                 shapes, seeds = spec.shapes + spec.extra_shapes, (0, 1)
             else:
-                shapes = spec.shapes if regime == spec.regimes[0] else spec.regime_shapes
+                ordinary = regime == spec.regimes[0]
+                if not ordinary and any(options[k] not in v for k, v in spec.regime_options.items()):
+                    continue
+                shapes = spec.shapes if ordinary else spec.regime_shapes
                 seeds = (0,)
             for shape in shapes:
                 for seed in seeds:

@@ -36,18 +36,14 @@ from parity_tests.harness.tables import (
     tolerance_for,
 )
 
-# A candidate's stage status, from best to worst.
-CANDIDATE_PASSES = ("pass", "within-k", "parity")
-
 
 @dataclass
 class StageResult:
     stage: str
     tolerance: Tolerance
     torch: Verdict  # torch against the truth
-    deviation: Deviation | None = (
-        None  # a registered torch deviation: the one that explains, or one that selects
-    )
+    # a registered torch deviation: the one that explains torch's mismatch, or else one that selects the stage
+    deviation: Deviation | None = None
     explained: bool = False  # whether `deviation` explains torch's mismatch here
     # A cross-device stage whose `deviation` is one side's registered deviation from the truth: it explains any
     # disagreement between the devices.
@@ -169,7 +165,9 @@ def check(data: CaseData, candidate: Any = truth) -> CaseResult:
     expected = run_truth(data)
     actual = run_torch(data)
     given = None if candidate.is_truth else candidates.run(candidate, data, expected)
-    term_scales = {stage: scale(data.arrays, data.keywords) for stage, scale in case.spec.term_scales.items()}
+    term_scales = {
+        stage: scale(data.arrays, data.keywords, expected) for stage, scale in case.spec.term_scales.items()
+    }
     unavailable = getattr(actual, "unavailable", {})
     stages = [
         _judge(
@@ -189,7 +187,7 @@ def check(data: CaseData, candidate: Any = truth) -> CaseResult:
         on_baseline = dataclasses.replace(data, case=dataclasses.replace(case, device=BASELINE))
         for here in list(stages):
             stage = here.stage
-            if here.torch_unavailable or baseline[stage] is None and expected[stage] is not None:
+            if here.torch_unavailable or baseline[stage] is None:
                 continue  # torch has no value on one of the devices: nothing to compare
             there = _judge(
                 on_baseline, stage, expected[stage], baseline[stage], None, term_scales.get(stage, 0.0)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
 
-from parity_tests.harness.dtypes import eps, max_finite, round_to, smallest_subnormal, ulp
+from parity_tests.harness.dtypes import eps, max_finite, smallest_subnormal, ulp
 from parity_tests.harness.threads import THREADS
 
 
@@ -201,10 +202,25 @@ def _compare_in_chunks(
     return merged
 
 
+@cache
+def _threshold(dtype: str) -> float:
+    """The magnitude from which a float64 value rounds to +-inf in the dtype: halfway past its largest finite value
+    (rounding to nearest even goes up there). float64 has none within float64."""
+    if dtype == "float64":
+        return float("inf")
+    top = max_finite(dtype)
+    return top + 2.0 ** np.floor(np.log2(top)) * eps(dtype) / 2
+
+
+def _overflow(expected: np.ndarray, dtype: str) -> np.ndarray:
+    """Where a finite true value is beyond the dtype's range (it is +-inf there)."""
+    return np.abs(expected) >= _threshold(dtype)  # NaN compares False, inf is never "finite": see the callers
+
+
 def _in_range_max(expected: np.ndarray, dtype: str) -> float:
     """The largest finite |expected| that the dtype can represent (a true value beyond its range is +-inf)."""
-    overflow = np.isfinite(expected) & np.isinf(round_to(expected, dtype))
-    return float(np.abs(expected[np.isfinite(expected) & ~overflow]).max(initial=0.0))
+    magnitude = np.abs(expected)
+    return float(magnitude[np.isfinite(magnitude) & (magnitude < _threshold(dtype))].max(initial=0.0))
 
 
 def _compare(
@@ -217,21 +233,20 @@ def _compare(
     terms: np.ndarray | None = None,
 ) -> Verdict:
     # What torch can represent: a true value beyond the dtype's range is +-inf there.
-    overflow = np.isfinite(expected) & np.isinf(round_to(expected, dtype))
-    in_range = np.abs(expected[np.isfinite(expected) & ~overflow])
-    scale = max(float(in_range.max(initial=0.0)), term_scale)
+    finite_expected = np.isfinite(expected)
+    overflow = finite_expected & _overflow(expected, dtype)
+    scale = max(_in_range_max(expected, dtype), term_scale)
     # The dtype cannot tell apart values closer than its smallest subnormal: a result below that underflows.
     unit = max(eps(dtype) * scale, smallest_subnormal(dtype))
     if terms is not None:
         unit = np.maximum(unit, eps(dtype) * np.where(np.isfinite(terms), terms, 0.0))
     # Within the tolerance of the overflow threshold both a finite value and the signed inf are right. (float64's
     # threshold lies beyond float64 itself: nothing there is borderline.)
-    either = np.zeros(expected.shape, dtype=bool)
-    if dtype != "float64":
-        top = max_finite(dtype)
-        threshold = top + 2.0 ** np.floor(np.log2(top)) * eps(dtype) / 2
-        window = tolerance * eps(dtype) * threshold  # the tolerance at the magnitude of the threshold itself
-        near = np.isfinite(expected) & (np.abs(threshold - np.abs(expected)) <= window)
+    threshold = _threshold(dtype)
+    window = tolerance * eps(dtype) * threshold  # the tolerance at the magnitude of the threshold itself
+    either = None
+    if np.isfinite(threshold) and (np.abs(expected[finite_expected]) >= threshold - window).any():
+        near = finite_expected & (np.abs(threshold - np.abs(expected)) <= window)
         finite_actual = np.where(np.isfinite(actual), actual, 0.0)
         either = near & (
             (np.isinf(actual) & (np.sign(actual) == np.sign(expected)))
@@ -246,15 +261,22 @@ def _compare(
         )
     # A finite value where the truth is beyond the range: a mismatch, whose error against the truth's own value
     # says how far off it is (a registered deviation may explain such values within its max_eps).
-    beyond = overflow & ~either & np.isfinite(actual)
-    beyond_error = np.abs(np.where(beyond, actual, 0.0) - np.where(beyond, expected, 0.0)) / unit
-    expected = np.where(overflow, np.copysign(np.inf, expected), expected)
-    expected = np.where(either, actual, expected)
+    beyond = overflow & np.isfinite(actual)
+    if either is not None:
+        beyond &= ~either
+    with np.errstate(over="ignore"):
+        beyond_error = np.abs(np.where(beyond, actual, 0.0) - np.where(beyond, expected, 0.0)) / unit
+    if overflow.any():
+        expected = np.where(overflow, np.copysign(np.inf, expected), expected)
+    if either is not None:
+        expected = np.where(either, actual, expected)
     nan_diff = np.isnan(expected) != np.isnan(actual)
     inf_diff = (np.isinf(expected) | np.isinf(actual)) & (expected != actual) & ~nan_diff
     finite = np.isfinite(expected) & np.isfinite(actual)
     abs_err = np.abs(np.where(finite, actual, 0.0) - np.where(finite, expected, 0.0))
-    scaled = abs_err / unit
+    # An error beyond float64 at the scale of a subnormal unit is inf eps, as it is.
+    with np.errstate(over="ignore"):
+        scaled = abs_err / unit
     over = (scaled > tolerance) | nan_diff | inf_diff
     error = float("inf") if (nan_diff.any() or inf_diff.any()) else float(scaled.max(initial=0.0))
 
@@ -266,7 +288,8 @@ def _compare(
     elif expected.size:
         worst = np.unravel_index(int(np.argmax(scaled)), expected.shape)
     nonzero = finite & (expected != 0)
-    rel = np.where(nonzero, abs_err / np.where(nonzero, np.abs(expected), 1.0), 0.0)
+    with np.errstate(over="ignore"):  # a huge error beside a tiny true value: an inf relative error, as it is
+        rel = np.where(nonzero, abs_err / np.where(nonzero, np.abs(expected), 1.0), 0.0)
     at = (lambda a: float(a[worst])) if worst is not None else (lambda a: None)
     return Verdict(
         stage=stage,

@@ -64,7 +64,9 @@ def float16_smoothing_sum_overflows(data: CaseData) -> bool:
         return False
     x = data.arrays["input"]
     dim = _class_dim(x)
-    weight = np.abs(data.arrays.get("weight", np.ones(x.shape[dim])))  # of one sign: negative ones overflow too
+    weight = np.abs(
+        data.arrays.get("weight", np.ones(x.shape[dim]))
+    )  # of one sign: negative ones overflow too
     with np.errstate(all="ignore"):
         smooth = (np.abs(truth.log_softmax(x, dim)) * weight.reshape((-1,) + (1,) * (x.ndim - dim - 1))).sum(
             dim
@@ -80,6 +82,19 @@ def gradient_sums_over_classes(data: CaseData) -> bool:
     """cross_entropy's input gradient p_j sum_c w_c q_c - w_j q_j sums over the classes: label smoothing or
     probability targets."""
     return data.keywords.get("label_smoothing", 0.0) > 0 or not _index_target(data)
+
+
+def ignored_row_without_a_softmax(data: CaseData) -> bool:
+    """A class-index target that is ignored, in a row whose softmax is undefined (all -inf, or holding +inf or
+    NaN): the loss does not depend on that row, so its gradient is 0."""
+    x = data.arrays["input"]
+    if not _index_target(data) or not x.size or not x.shape[_class_dim(x)]:
+        return False
+    dim = _class_dim(x)
+    ignored = data.arrays["target"] == data.keywords.get("ignore_index", -100)
+    with np.errstate(invalid="ignore"):
+        undefined = ~np.isfinite(x.max(axis=dim)) | np.isnan(x).any(axis=dim)
+    return bool((ignored & undefined).any())
 
 
 def probability_near_edges(data: CaseData) -> bool:
@@ -124,13 +139,58 @@ def probability_squared_near_edges(data: CaseData) -> bool:
     return bool(x.size and (x * (1.0 - x)).min() < FLOAT16_SMALLEST_NORMAL**0.5)
 
 
+# float32's exp overflows past ln(max) and leaves its normal range below ln(tiny)
+_EXP_OVERFLOWS, _EXP_UNDERFLOWS = (
+    float(np.log(np.finfo(np.float32).max)),
+    float(np.log(np.finfo(np.float32).tiny)),
+)
+
+
+def _vector_lanes() -> int:
+    """float lanes of torch's CPU kernels here: 16 with AVX-512 dispatch, 8 with AVX2 or the scalar build."""
+    import torch
+
+    return 16 if torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512") else 8
+
+
+def log_softmax_borrows_a_lanes_max(data: CaseData) -> bool:
+    """torch < 2.8's float16/bfloat16 CPU log_softmax along a dimension that is not the last one stores each vector
+    block's first half's running maximum for its second half too (pytorch/pytorch#156379): a position j in the second
+    half subtracts the maximum of position j - F, harmless unless exp then overflows or underflows in float32. True
+    where some such position's own maximum minus the borrowed one is past those limits."""
+    x = data.arrays["input"]
+    if x.ndim < 3 or x.size == 0:
+        return False
+    lanes = _vector_lanes()
+    block = 2 * lanes
+    classes = x.shape[1]
+    rows = x.reshape(x.shape[0], classes, -1)
+    inner = rows.shape[2]
+    # the kernel walks the inner dimension in chunks of whole blocks; a chunk's tail shorter than a block is scalar
+    chunk = min(max(128 * 1024 // max(classes, 1) // 2, block) // block * block, inner)
+    positions = [
+        begin + o
+        for begin in range(0, inner, chunk)
+        for o in range(min(chunk, inner - begin) // block * block)
+        if o % block >= lanes
+    ]
+    if not positions:
+        return False
+    with np.errstate(invalid="ignore"):
+        top = rows.max(axis=1)
+        borrowed = top[:, positions] - top[:, [p - lanes for p in positions]]
+    return bool(((borrowed > _EXP_OVERFLOWS) | (borrowed < _EXP_UNDERFLOWS)).any())
+
+
 CONDITIONS: dict[str, Callable[[CaseData], bool]] = {
     f.__name__: f
     for f in (
         float16_total_weight_overflows,
         float16_loss_sum_overflows,
+        log_softmax_borrows_a_lanes_max,
         float16_smoothing_sum_overflows,
         gradient_sums_over_classes,
+        ignored_row_without_a_softmax,
         probability_near_edges,
         probability_squared_near_edges,
         subnormal_probability,
@@ -195,31 +255,42 @@ def bce_with_logits_terms(data: CaseData, stage: str) -> np.ndarray | float:
             terms = np.where(x < lowest, terms + lost, terms)
         else:
             terms = np.abs(log_sig_neg) + np.abs(p * log_sig)
-    if stage == "grad_grad_output":  # d/dg of g w (...): the unit gradient's terms times |v|, reduced like the loss
+    if (
+        stage == "grad_grad_output"
+    ):  # d/dg of g w (...): the unit gradient's terms times |v|, reduced like the loss
         return _reduced(w * terms * np.abs(data.arrays["grad_grad_input"]), data, grad=False)
     if stage == "grad2_input":
         terms = terms * np.abs(data.arrays["grad_grad_input"])
     return _reduced(w * terms, data, grad=stage != "loss")
 
 
-def cross_entropy_loss_terms(data: CaseData, stage: str) -> np.ndarray | float:
+def cross_entropy_log_softmax_terms(data: CaseData, stage: str) -> np.ndarray | float:
     """torch's log_softmax takes -log p_c as log(sum_c' exp(z_c')) - z_c with z = x - max x: the log of a sum of at
-    least 1 carries an absolute error of about eps, and z_c is as large as the logits' spread. Per element the
-    terms are w_y (|z_y| + log sum + 1) (smoothed: the same over every class, weighted eps/C). The target's gradient
-    of probability targets, -g (1 - eps) w_c log p_c, is that log itself: there the terms are, elementwise,
-    |g| (1 - eps) w_c (|z_c| + log sum + 1)."""
+    least 1 carries an absolute error of about eps, and z_c is as large as the logits' spread: per class the terms
+    are |z_c| + log sum + 1. The loss weighs them as it weighs -log p (w_y for the target, eps/C over every class
+    with smoothing, w_c q_c with probability targets), reduced like the loss; the target's gradient
+    -(1 - eps) w_c log p_c g (probability targets) weighs them elementwise."""
     x = data.arrays["input"]
     dim = _class_dim(x)
     n_classes = x.shape[dim]
-    weight = np.abs(data.arrays.get("weight", np.ones(n_classes)))  # magnitudes: the fuzz draws negative weights
+    weight = np.abs(
+        data.arrays.get("weight", np.ones(n_classes))
+    )  # magnitudes: the fuzz draws negative weights
     view = weight.reshape((-1,) + (1,) * (x.ndim - dim - 1))
     with np.errstate(all="ignore"):
         z = x - x.max(axis=dim, keepdims=True) if x.size and n_classes else x
         log_sum = np.log(np.exp(z).sum(axis=dim, keepdims=True))
     per_class = np.abs(z) + log_sum + 1.0
     smoothing = max(data.keywords.get("label_smoothing", 0.0), 0.0)
-    if stage == "grad_target":  # probability targets only (class indices have no target gradient)
-        return _reduced((1 - smoothing) * np.abs(view) * per_class, data, grad=True, denominator=x.size / n_classes)
+    if stage == "grad_target":  # probability targets only: the target is differentiable there alone
+        g = np.abs(data.arrays["grad_output"])
+        reduction = data.keywords.get("reduction", "mean")
+        g = (
+            np.expand_dims(g, dim)
+            if reduction == "none"
+            else g / (x.size / n_classes if reduction == "mean" else 1)
+        )
+        return (1 - smoothing) * np.abs(view) * per_class * g
     if _index_target(data):
         t = data.arrays["target"]
         kept = t != data.keywords.get("ignore_index", -100)
@@ -314,7 +385,9 @@ def bce_double_backward_terms(data: CaseData, stage: str) -> np.ndarray | float:
     double_backward = truth.binary_cross_entropy_double_backward
     cancels = 0.0
     with np.errstate(all="ignore"):
-        if stage == "grad_grad_output":  # per element (the truth's at a unit grad_output), before the reduction
+        if (
+            stage == "grad_grad_output"
+        ):  # per element (the truth's at a unit grad_output), before the reduction
             model = w * v * (x - y) / ((x + d) * (1 - x + d)) / n
             found = double_backward(v, np.ones(x.shape), x, y, **extras, reduction="none")[0] / n
         else:
@@ -340,7 +413,7 @@ TERMS: dict[str, Callable[[CaseData, str], np.ndarray | float]] = {
     f.__name__: f
     for f in (
         bce_with_logits_terms,
-        cross_entropy_loss_terms,
+        cross_entropy_log_softmax_terms,
         cross_entropy_double_backward_terms,
         bce_double_backward_terms,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import torch
 
@@ -21,23 +23,31 @@ NUMPY_DTYPES: dict[str, type[np.floating]] = {
 }
 
 
+@cache
 def eps(dtype: str) -> float:
     """Machine epsilon of the dtype (the spacing of floats just above 1)."""
     return float(torch.finfo(TORCH_DTYPES[dtype]).eps)
 
 
+@cache
 def max_finite(dtype: str) -> float:
     return float(torch.finfo(TORCH_DTYPES[dtype]).max)
 
 
+@cache
 def smallest_subnormal(dtype: str) -> float:
     info = torch.finfo(TORCH_DTYPES[dtype])
     return float(info.tiny * info.eps)
 
 
 def round_to(values: np.ndarray, dtype: str) -> np.ndarray:
-    """The float64 values rounded (to nearest) to `dtype`, returned as float64."""
-    return torch.from_numpy(np.asarray(values, dtype=np.float64)).to(TORCH_DTYPES[dtype]).double().numpy()
+    """The float64 values rounded (to nearest) to `dtype`, returned as float64. NumPy rounds to float32 and float16
+    as torch does; bfloat16, which NumPy lacks, goes through torch."""
+    values = np.asarray(values, dtype=np.float64)
+    if dtype == "bfloat16":
+        return torch.from_numpy(values).to(torch.bfloat16).double().numpy()
+    with np.errstate(over="ignore"):  # beyond the dtype's range is +-inf, as in torch
+        return values.astype(NUMPY_DTYPES[dtype]).astype(np.float64)
 
 
 def ulp(values: np.ndarray, dtype: str) -> np.ndarray:

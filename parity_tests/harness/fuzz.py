@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -55,6 +57,14 @@ def settings_for(fuzzing: bool, max_examples: int | None, derandomize: bool) -> 
     if derandomize:
         chosen = hypothesis.settings(chosen, derandomize=True, database=None)
     return chosen
+
+
+def database_folder(loss: str, device: str) -> Path:
+    """Where the fuzz keeps one test's found failures: in Hypothesis's own folder (./.hypothesis, or
+    HYPOTHESIS_STORAGE_DIRECTORY), never inside an installed suite. Computed here rather than by Hypothesis's
+    `storage_directory`, whose return type changed (a Path, then an object whose str is its repr)."""
+    home = os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY") or Path.cwd() / ".hypothesis"
+    return Path(home) / "fuzz" / f"{loss}-{device}"
 
 
 MAX_NUMEL = 20_000  # keeps one example in the milliseconds
@@ -333,12 +343,13 @@ def search(
         with watch(case_data) if watch else contextlib.nullcontext():
             result = check(case_data, candidate)
         found.examples += 1
-        for stage in result.stages:
-            if stage.status == "deviation":
-                found.deviations.setdefault(stage.deviation.id, result)
         if result.failures:
             found.failure = result
             raise _MISMATCHES[result.failures[0].stage](result)
+        # a passing case only: a failing one is shrunk, and recorded as the failure
+        for stage in result.stages:
+            if stage.status == "deviation":
+                found.deviations.setdefault(stage.deviation.id, result)
 
     if seed is not None:
         holds = hypothesis.seed(seed)(holds)

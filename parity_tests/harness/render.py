@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ DOCS = (
     ("Runs, outcomes and exit codes", "docs/runs.md"),
 )
 LISTED = 20  # cases listed per group before "... and N more"
+HTML_LISTED = 200  # failures shown in full on the HTML page
 
 
 def read_rows(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -107,26 +109,48 @@ def matrix(rows: list[dict[str, Any]], party: str) -> dict[tuple[str, str, str, 
     return worst
 
 
+# The double backward's stages (runner.SECOND_ORDER; render reads result lines and imports no torch).
+SECOND_ORDER = ("grad_grad_output", "grad2_input", "grad2_target")
+SECOND_ORDER_FEATURE = "second order"
+
+
+def _support(stages: list[dict[str, Any]], failed: bool) -> str:
+    statuses = {s["status"] for s in stages}
+    if failed or "fail" in statuses:
+        return "failing"
+    return "unsupported" if "unsupported" in statuses else "supported"
+
+
 def coverage(rows: list[dict[str, Any]]) -> dict[tuple[str, str], Counter]:
-    """(loss, feature) -> counts of cases: supported (passed or deviation), unsupported, failing."""
+    """(loss, feature) -> counts of cases: supported (passed or deviation), unsupported, failing. The options are
+    counted on the first order (the loss and its gradients) and the second order apart, as a feature of its own:
+    a candidate without a double backward declines the second order, not every option."""
     table: dict[tuple[str, str], Counter] = defaultdict(Counter)
     for r in rows:
-        kind = {"failed": "failing", "unsupported": "unsupported"}.get(r["outcome"], "supported")
+        second = [s for s in r["stages"] if s["stage"].split(" vs ")[0] in SECOND_ORDER]
+        first = [s for s in r["stages"] if s not in second]
+        second_failed = any(s["status"] == "fail" for s in second)
+        # a failure of no stage (lost evidence) counts as the first order's
+        kind = _support(first, r["outcome"] == "failed" and not second_failed)
         for feature in r["features"]:
             table[(r["loss"], feature)][kind] += 1
+        if second:
+            table[(r["loss"], SECOND_ORDER_FEATURE)][_support(second, False)] += 1
     return table
 
 
-def declined(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(loss, feature) that the candidate declines wherever it appears, while it supports cases without it."""
+def declined(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(losses the candidate implements no case of, (loss, feature) it declines wherever the feature appears while
+    it supports cases of the loss without it)."""
     table = coverage(rows)
-    supported_losses = {loss for (loss, _), c in table.items() if c["supported"] or c["failing"]}
-    found = []
-    for (loss, feature), c in sorted(table.items()):
-        if c["unsupported"] and not c["supported"] and not c["failing"] and loss in supported_losses:
-            found.append((loss, feature))
-    # name the narrowest: a feature all of whose cases another declined feature already covers is not a cause
-    return found
+    losses = sorted({loss for loss, _ in table})
+    implemented = {loss for (loss, _), c in table.items() if c["supported"] or c["failing"]}
+    features = [
+        (loss, feature)
+        for (loss, feature), c in sorted(table.items())
+        if c["unsupported"] and not c["supported"] and not c["failing"] and loss in implemented
+    ]
+    return [loss for loss in losses if loss not in implemented], features
 
 
 def unsupported_reasons(rows: list[dict[str, Any]]) -> Counter:
@@ -220,7 +244,8 @@ def _counts(info: dict[str, Any], parity: list[dict[str, Any]]) -> list[str]:
         f"- **Cases** (one loss, option combination, shape, value regime, dtype, device and seed; a parity item "
         f"runs the cases that differ only in shape): {c['cases']}: {c['passed']} passed, {c['failed']} failed "
         f"({c['wrong candidate']} with the candidate wrong, {c['wrong torch']} with torch wrong), "
-        f"{c['deviation']} with a registered torch deviation, {c['unsupported']} not implemented by the candidate.",
+        f"{c['deviation']} with a registered torch deviation, {c['unsupported']} with a stage the candidate does "
+        "not implement.",
         "",
     ]
 
@@ -271,10 +296,12 @@ def _coverage_section(parity: list[dict[str, Any]]) -> list[str]:
     reasons = unsupported_reasons(parity)
     if not reasons:
         return [*out, "Everything that ran is implemented.", ""]
-    names = declined(parity)
-    if names:
+    losses, features = declined(parity)
+    if losses:
+        out += ["Not implemented at all: " + ", ".join(f"**{loss}**" for loss in losses) + ".", ""]
+    if features:
         out.append(
-            "Declined wherever it appears: " + ", ".join(f"**{loss}: {f}**" for loss, f in names) + "."
+            "Declined wherever it appears: " + ", ".join(f"**{loss}: {f}**" for loss, f in features) + "."
         )
         out.append("")
     out.append("Why, as the candidate said it (stage cases):")
@@ -529,65 +556,85 @@ def _html_failure(row: dict[str, Any], stage: dict[str, Any]) -> str:
     return "".join(lines) + "</div>"
 
 
+def _inline(text: str) -> str:
+    """Markdown's inline marks (`code`, **bold**, [text](link)) as HTML, the rest escaped."""
+    out = _e(text)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r"<a href='\2'>\1</a>", out)
+
+
+def _markdown_html(markdown: str) -> str:
+    """The summary's Markdown sections (headings, lists, tables, paragraphs) as HTML."""
+    out: list[str] = []
+    table = False
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue  # the header's rule
+            tag = "th" if not table else "td"
+            if not table:
+                out.append("<table>")
+                table = True
+            out.append("<tr>" + "".join(f"<{tag}>{_inline(c)}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if table:
+            out.append("</table>")
+            table = False
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 4)
+            out.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
+        elif line.startswith("- "):
+            out.append(f"<li>{_inline(line[2:])}</li>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+    if table:
+        out.append("</table>")
+    return "\n".join(out)
+
+
 def render_html(info: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> str:
+    """The page: the outcome, the header, the parity matrices in colour, each failure with its values, index and
+    replay command, then the summary's other sections."""
     parity = rows.get("parity", [])
-    c = case_counts(parity)
-    t = info.get("items", {})
     numeric, exceptions = failures(parity)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>loss-parity: "
         f"{_e(info['outcome'])}</title><style>{_CSS}</style></head><body>",
         f"<div class='outcome {_e(info['outcome'])}'>{_e(info['outcome'])}: {_e(info['reason'])}</div>",
         "<h1>loss-parity summary</h1><ul>",
-        *[f"<li>{_e(k)}: {_e(v)}</li>" for k, v in info.get("header", {}).items()],
+        *[f"<li>{_e(k)}: {_inline(str(v))}</li>" for k, v in info.get("header", {}).items()],
         f"<li>run: <code>{_e(info.get('run_id', '?'))}</code>, finished {_e(info.get('finished', 'never'))}</li></ul>",
-        f"<p><b>Test items</b>: {_e(t.get('collected', '?'))} collected; {t.get('passed', 0)} passed, "
-        f"{t.get('failed', 0)} failed, {t.get('error', 0)} errors, {t.get('crashed', 0)} crashed, "
-        f"{t.get('xfailed', 0)} xfailed, {t.get('skipped', 0)} skipped. <b>Cases</b>: {c['cases']}: {c['passed']} "
-        f"passed, {c['failed']} failed ({c['wrong candidate']} candidate wrong, {c['wrong torch']} torch wrong), "
-        f"{c['deviation']} registered torch deviations, {c['unsupported']} not implemented.</p>",
+        _markdown_html("\n".join(_counts(info, parity))),
         "<h2>Parity matrix: torch against the truth</h2>",
-        "<p>Worst error / tolerance (above 1 fails); hover for the error in eps.</p>",
+        "<p>Worst error / tolerance over the cases of each loss and stage (above 1 fails; hover for the error in eps "
+        "of the dtype). Registered torch deviations left out.</p>",
         _html_matrix(matrix(parity, "torch")),
     ]
     candidate = matrix(parity, "candidate")
     if candidate:
         parts += ["<h2>Parity matrix: the candidate against the truth</h2>", _html_matrix(candidate)]
-    parts.append(f"<h2>Numeric failures ({len(numeric)})</h2>")
-    parts += [_html_failure(r, s) for r, s in numeric[:200]] or ["<p>None.</p>"]
-    parts.append(f"<h2>Exceptions and bad results ({len(exceptions)})</h2>")
-    parts += [_html_failure(r, s) for r, s in exceptions[:200]] or ["<p>None.</p>"]
+    for title, pairs in (("Numeric failures", numeric), ("Exceptions and bad results", exceptions)):
+        shown = f", the first {HTML_LISTED}" if len(pairs) > HTML_LISTED else ""
+        parts.append(f"<h2>{title} ({len(pairs)}{shown})</h2>")
+        parts += [_html_failure(r, s) for r, s in pairs[:HTML_LISTED]] or ["<p>None.</p>"]
     for i in rows.get("incident", []):
         parts.append(
             f"<div class='failure'><b>{_e(i['outcome'])}</b>: {_e(i['message'])}"
             + (f"<br>replay: <code>{_e(i['replay'])}</code>" if i.get("replay") else "")
             + "</div>"
         )
-    unavailable = torch_unavailable(parity)
-    if unavailable:
-        parts.append(
-            "<h2>Not judged for torch</h2><p>Stages torch has no value for (it cannot differentiate twice "
-            "there).</p><table><tr><th>loss</th><th>stage</th><th>dtype</th><th>device</th><th>stages</th>"
-            "<th>why</th></tr>"
-        )
-        for (loss, stage, dtype, device, why), n in sorted(unavailable.items()):
-            parts.append(
-                f"<tr><td>{_e(loss)}</td><td>{_e(stage)}</td><td>{_e(dtype)}</td><td>{_e(device)}</td>"
-                f"<td class='num'>{n}</td><td>{_e(why)}</td></tr>"
-            )
-        parts.append("</table>")
-    reasons = unsupported_reasons(parity)
-    if reasons:
-        parts.append(
-            "<h2>Not implemented by the candidate</h2><table><tr><th>loss</th><th>option</th>"
-            "<th>supported</th><th>unsupported</th><th>failing</th></tr>"
-        )
-        for (loss, feature), cnt in sorted(coverage(parity).items()):
-            parts.append(
-                f"<tr><td>{_e(loss)}</td><td>{_e(feature)}</td><td class='num'>{cnt['supported']}</td>"
-                f"<td class='num'>{cnt['unsupported']}</td><td class='num'>{cnt['failing']}</td></tr>"
-            )
-        parts.append("</table>")
+    rest = [
+        *_coverage_section(parity),
+        *_unavailable_section(parity),
+        *_deviations_section(parity),
+        *_errors_section(rows.get("errors", [])),
+        render_determinism(rows.get("determinism", [])) or "",
+        render_invalid(rows.get("invalid", [])) or "",
+        render_fuzz(rows.get("fuzz", [])) or "",
+    ]
+    parts.append(_markdown_html("\n".join(rest)))
     parts.append("</body></html>")
     return "\n".join(parts)
 

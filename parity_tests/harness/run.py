@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
@@ -71,6 +72,7 @@ class Run:
         self.collection_errors: list[str] = []
         self.interrupted: str | None = None
         self.running: dict[str, str] = {}  # worker -> the item it runs (for the interim summary)
+        self._interim_at = 0.0
 
     @property
     def controller(self) -> bool:
@@ -177,9 +179,13 @@ class Run:
         self.interrupted = str(excinfo.value) or type(excinfo.value).__name__
 
     def pytest_runtest_logstart(self, nodeid: str, location) -> None:
+        # under pytest-xdist, the controller's interim summary names an item in progress, once a second at most
         if self.controller and self.started and self.config.pluginmanager.has_plugin("dsession"):
-            self.running = {"items": nodeid}
-            self._interim()
+            now = time.monotonic()
+            if now - self._interim_at >= 1.0:
+                self._interim_at = now
+                self.running = {"items": nodeid}
+                self._interim()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.controller:

@@ -72,7 +72,9 @@ def _forward_backward(data: CaseData, tensor: Callable[[str], torch.Tensor]) -> 
     why = None
     try:
         grads = torch.autograd.grad(loss, wrt, grad_outputs=grad_output, create_graph=True)
-    except RuntimeError as exc:  # a backward that has no derivative may refuse create_graph: first order alone
+    except (
+        RuntimeError
+    ) as exc:  # a backward that has no derivative may refuse create_graph: first order alone
         why = f"torch cannot differentiate its backward: {_first_line(exc)}"
         loss, wrt = forward()
         grads = torch.autograd.grad(loss, wrt, grad_outputs=grad_output.detach())

@@ -4,6 +4,7 @@ matches any of its values."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from parity_tests.harness.cases import Case
@@ -21,6 +22,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("+")[0].split(".")[:3] if part.isdigit())
 
 
+@cache
 def torch_version_in(version: str, spec: str) -> bool:
     """`spec` like ">=2.4,<2.14": comma-separated comparisons of release numbers."""
     ops = {">=": tuple.__ge__, "<=": tuple.__le__, ">": tuple.__gt__, "<": tuple.__lt__, "==": tuple.__eq__}

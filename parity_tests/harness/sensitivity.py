@@ -41,7 +41,7 @@ def measure(profile: str) -> tuple[dict[tuple[str, str], list[tuple[int, str]]],
             if expected[stage] is None or actual[stage] is None:  # no such stage, or torch has no value there
                 continue
             term = case.spec.term_scales.get(stage)
-            scale_of = term(data.arrays, data.keywords) if term else 0.0
+            scale_of = term(data.arrays, data.keywords, expected) if term else 0.0
             values = expected[stage][np.isfinite(round_to(expected[stage], case.dtype))]
             if not np.any(values):  # zeros, NaN, inf only: a relative error is invisible by definition
                 continue

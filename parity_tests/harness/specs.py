@@ -40,9 +40,13 @@ class LossSpec:
     target_is_differentiable: Callable[[Mapping[str, Any]], bool]
     dtypes: Mapping[str, tuple[str, ...]]  # device type -> supported dtypes
     # stage -> the magnitude of the terms torch combines for that stage, given the case's arrays and keyword
-    # options. Where the result is a small difference of large terms, torch's error is eps times the terms,
-    # not eps times the result; compare.py takes the larger of this and the result's own scale.
-    term_scales: Mapping[str, Callable[[Arrays, Mapping[str, Any]], float]] = field(default_factory=dict)
+    # options (and, where the caller has them, the truth's outputs on the case, which a scale may reuse). Where the
+    # result is a small difference of large terms, torch's error is eps times the terms, not eps times the result;
+    # compare.py takes the larger of this and the result's own scale.
+    term_scales: Mapping[str, Callable[..., float]] = field(default_factory=dict)
+    # The quick profile's other regimes keep only these option values (the ordinary regime has them all): the
+    # gate's time goes where the values matter.
+    regime_options: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def valid(self, options: Mapping[str, Any], shape: Shape, regime: str) -> bool:
         """Whether torch accepts this combination (invalid ones belong to test_errors.py)."""
@@ -74,8 +78,11 @@ def _logits(rng: np.random.Generator, shape: Shape, regime: str) -> np.ndarray:
 
 
 def _log_softmax(x: np.ndarray, dim: int) -> np.ndarray:
-    shifted = x - x.max(axis=dim, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+    with np.errstate(
+        invalid="ignore", divide="ignore"
+    ):  # a row of -inf (a fuzz's special) is NaN, as in torch
+        shifted = x - x.max(axis=dim, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
 
 
 def _class_targets(rng: np.random.Generator, shape: Shape, options: Mapping[str, Any], regime: str) -> Arrays:
@@ -153,7 +160,7 @@ def _sample_binary_cross_entropy_with_logits(rng, shape, options, regime) -> Arr
     return {"input": logits, "target": _binary_targets(rng, shape, options), **_extras(rng, shape, options)}
 
 
-def _softmax_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
+def _softmax_term_scale(arrays: Arrays, keywords: Mapping[str, Any], expected: Arrays | None = None) -> float:
     """cross_entropy's grad_input is g * (p * sum(w q) - w q) / D with p = softmax(x), each entry a difference of
     terms up to |g| * max|w| * max(p, q) / D. A confident correct row (p_y -> 1) leaves p_y - 1 tiny while
     torch's error stays eps times the terms."""
@@ -195,7 +202,7 @@ def _softmax_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
         return float((g_rows * np.maximum(p, q) * kept).max(initial=0.0))
 
     starts = range(0, x.shape[0], step)
-    if len(starts) == 1:  # one slice (every grid case): no pool, whose threads cost more than the slice
+    if len(starts) == 1:  # a grid case: a pool of threads would cost more than the work
         return worst(0) * float(weights.max()) / denominator
     with ThreadPoolExecutor(THREADS) as pool:
         return max(pool.map(worst, starts)) * float(weights.max()) / denominator
@@ -224,7 +231,7 @@ def _broadcast(arrays: Arrays, name: str) -> np.ndarray:
     return np.broadcast_to(arrays.get(name, np.ones(())), arrays["input"].shape)
 
 
-def _logit_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
+def _logit_term_scale(arrays: Arrays, keywords: Mapping[str, Any], expected: Arrays | None = None) -> float:
     """binary_cross_entropy's grad_target is -g * w * (log x - log(1 - x)): near x = 1/2 a small difference of
     two logs of magnitude ~0.7."""
     x = arrays["input"]
@@ -233,7 +240,9 @@ def _logit_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
     return _elementwise_scale(magnitude, arrays, keywords, grad=True)
 
 
-def _unbounded_target_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
+def _unbounded_target_term_scale(
+    arrays: Arrays, keywords: Mapping[str, Any], expected: Arrays | None = None
+) -> float:
     """binary_cross_entropy_with_logits' loss for targets outside [0, 1], which torch accepts: there the true loss
     (1 - y) x - ((p - 1) y + 1) log sigma(x) is itself a difference of those two terms, whose factor p y + 1 - y is
     a sum of terms of both signs too (no formula has terms of one sign), and any floating-point result is off by
@@ -253,35 +262,45 @@ def _unbounded_target_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) ->
     return _elementwise_scale(magnitude, arrays, keywords, grad=False)
 
 
-def _gradient_term_scale(loss: str) -> Callable[[Arrays, Mapping[str, Any]], float]:
+def _gradient_term_scale(loss: str) -> Callable[..., float]:
     """The scale of `loss`'s grad_grad_output, d <grad_input, v> / d grad_output = <grad_input(unit g), v>
     (v = grad_grad_input): per element of the loss the sum of grad_input(unit g) * v over its entries, reduced
     like the loss. Those products have both signs (v's are random): a reduced result is a sum of hundreds of
     them, with condition numbers in the hundreds, and any floating-point result (the reference's too) is off by
     eps times sum |grad_input(unit g) * v|, not eps times the result. That sum, per element for 'none' (the
-    largest), is the scale."""
+    largest), is the scale. grad_input(unit g) is the truth's grad_input divided by g where the caller has it (g is
+    never 0 in a drawn case), else the reference's backward at a unit g."""
 
-    def scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
-        x, v = arrays["input"], arrays["grad_grad_input"]
+    def scale(arrays: Arrays, keywords: Mapping[str, Any], expected: Arrays | None = None) -> float:
+        x, v, g = arrays["input"], arrays["grad_grad_input"], arrays["grad_output"]
         reduction = keywords.get("reduction", "mean")
-        if x.size == 0 or (reduction == "none" and x.ndim == np.ndim(arrays["grad_output"])):
+        if x.size == 0 or (reduction == "none" and x.ndim == np.ndim(g)):
             return 0.0  # nothing, or one term per element (the result itself): nothing to add
-        extras = {k: arrays[k] for k in ("weight", "pos_weight") if k in arrays}
-        unit = np.ones_like(arrays["grad_output"])
         with np.errstate(all="ignore"):
-            grad_input, _ = getattr(truth, f"{loss}_backward")(unit, x, arrays["target"], **extras, **keywords)
+            if expected is not None and np.isfinite(g).all() and (g != 0).all():
+                # g per element of the loss: spread over its classes
+                spread = np.expand_dims(g, _class_dim(x.shape)) if np.ndim(g) else g
+                grad_input = expected["grad_input"] / spread
+            else:
+                extras = {k: arrays[k] for k in ("weight", "pos_weight") if k in arrays}
+                unit = np.ones_like(g)
+                grad_input, _ = getattr(truth, f"{loss}_backward")(
+                    unit, x, arrays["target"], **extras, **keywords
+                )
             products = np.abs(grad_input * v)
         products = np.where(np.isfinite(products), products, 0.0)  # NaN/inf: the exact comparison's
         if reduction != "none":
             return float(products.sum())
-        if products.ndim > np.ndim(unit):  # a class dimension: each element sums over its classes
+        if products.ndim > np.ndim(g):  # a class dimension: each element sums over its classes
             products = products.sum(axis=_class_dim(x.shape))
         return float(products.max(initial=0.0))
 
     return scale
 
 
-def _unbounded_target_curvature_term_scale(arrays: Arrays, keywords: Mapping[str, Any]) -> float:
+def _unbounded_target_curvature_term_scale(
+    arrays: Arrays, keywords: Mapping[str, Any], expected: Arrays | None = None
+) -> float:
     """binary_cross_entropy_with_logits' grad2_input g w v (p y + 1 - y) sigma(x) sigma(-x) for targets outside
     [0, 1] (or p < 0), which torch accepts: there p y + 1 - y is a sum of terms of both signs (no formula has terms
     of one sign; the reference's regrouping 1 + (p - 1) y helps only where p - 1 is exact), and any floating-point
@@ -345,6 +364,7 @@ SPECS: dict[str, LossSpec] = {
                 "grad_input": _softmax_term_scale,
                 "grad_grad_output": _gradient_term_scale("cross_entropy"),
             },
+            regime_options={"ignore_index": (-100, 1)},
         ),
         LossSpec(
             name="nll_loss",
@@ -373,6 +393,7 @@ SPECS: dict[str, LossSpec] = {
             target_is_differentiable=lambda options: False,
             dtypes=DEVICE_DTYPES,
             term_scales={"grad_grad_output": _gradient_term_scale("nll_loss")},
+            regime_options={"ignore_index": (-100, 1)},
         ),
         LossSpec(
             name="binary_cross_entropy",

@@ -73,21 +73,37 @@ class Tolerance:
     evidence: str
 
 
-def _selector_key(case: Case) -> Case:
-    """The case as the selectors see it (matches()): every field but the seed, and the shape only through its
-    class count; a case's cases over its shapes and seeds share one lookup."""
-    classes = class_count(case)
-    return dataclasses.replace(case, shape=() if classes is None else (classes,), seed=0, regime="")
-
-
 def tolerance_for(case: Case, stage: str) -> Tolerance:
-    return _tolerance_for(_selector_key(case), stage)
+    return _tolerance(_selected_by(case), stage)
+
+
+def _selected_by(case: Case) -> Case:
+    """The case as table entries see it (no seed, no regime, the shape only through its class count, as
+    selectors.matches reads it): cases alike in that share one lookup."""
+    classes = class_count(case)
+    return dataclasses.replace(case, shape=() if classes is None else (classes,), regime="", seed=0)
 
 
 @cache
-def _tolerance_for(case: Case, stage: str) -> Tolerance:
+def _narrowed(key: str, loss: str, stage: str, dtype: str) -> list[dict[str, Any]]:
+    """The entries of tolerances.toml's `key` table that can select this loss, stage and dtype (matches() decides)."""
+    fields = {"loss": loss, "stage": stage, "dtype": dtype}
+    return [
+        e
+        for e in _load("tolerances.toml", key)
+        if all(
+            name not in e or value in (e[name] if isinstance(e[name], list) else [e[name]])
+            for name, value in fields.items()
+        )
+    ]
+
+
+@cache
+def _tolerance(case: Case, stage: str) -> Tolerance:
     candidates = [
-        e for e in _load("tolerances.toml", "tolerance") if matches(e, case, stage, torch.__version__)
+        e
+        for e in _narrowed("tolerance", case.loss, stage, case.dtype)
+        if matches(e, case, stage, torch.__version__)
     ]
     if not candidates:
         raise LookupError(f"no tolerance entry covers {case.loss} {stage} {case.dtype} {case.device}")
@@ -97,12 +113,16 @@ def _tolerance_for(case: Case, stage: str) -> Tolerance:
 
 def candidate_factor(case: Case, stage: str) -> float:
     """K: how many times torch's own error a candidate's error may be, where torch is within its tolerance."""
-    return _candidate_factor(_selector_key(case), stage)
+    return _factor(_selected_by(case), stage)
 
 
 @cache
-def _candidate_factor(case: Case, stage: str) -> float:
-    found = [e for e in _load("tolerances.toml", "factor") if matches(e, case, stage, torch.__version__)]
+def _factor(case: Case, stage: str) -> float:
+    found = [
+        e
+        for e in _narrowed("factor", case.loss, stage, case.dtype)
+        if matches(e, case, stage, torch.__version__)
+    ]
     return float(max(found, key=specificity)["k"]) if found else 1.0
 
 
@@ -115,10 +135,10 @@ class Deviation:
     has not (allowed only with `nonfinite = true`), a finite value of torch's where the truth is NaN (only with
     `finite_for_nan = true`) or where the truth is beyond the dtype's range (only with `finite_for_inf = true`, its
     error against the truth's value counted in the finite error), and torch's finite error stays within `max_eps`
-    (if given) and the compared array's
-    scale within `max_scale` (if given: a deviation of tiny results only). A `terms` deviation judges each element
-    at the magnitude of the terms torch's formula combines (conditions.TERMS) instead of the result's scale, with
-    `max_eps` (default: the stage's tolerance) as the tolerance: it explains torch's formula and nothing else.
+    (if given) and the compared array's scale within `max_scale` (if given: a deviation of tiny results only). A
+    `terms` deviation judges each element at the magnitude of the terms torch's formula combines (conditions.TERMS)
+    instead of the result's scale, with `max_eps` (default: the stage's tolerance) as the tolerance: it explains
+    torch's formula and nothing else.
 
     Strictness lives in `evidence_cases`: grid cases where torch must still deviate. A run that includes one where
     this deviation explains none of its stages fails (torch may have been fixed there)."""
