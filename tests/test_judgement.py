@@ -297,6 +297,9 @@ def test_a_correct_partial_candidate_passes_with_its_coverage_in_the_summary(pyt
     assert "Not implemented at all: **cross_entropy**." in summary
     assert "| cross_entropy | target: index | 0 |" in summary  # the coverage table: nothing of it supported
     assert "| nll_loss | target: index |" in summary
+    # no nll_loss_double_backward: the second order is not implemented, counted apart, and the run still passes
+    assert "partial_candidate defines no nll_loss_double_backward" in summary
+    assert "Declined wherever it appears: **nll_loss: second order**." in summary
 
 
 def test_a_candidate_declining_label_smoothing_passes_and_the_summary_names_it(

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import reference
 from parity_tests import repro
 from parity_tests import test_parity as parity_module
-from parity_tests.harness import render, runner
+from parity_tests.harness import render, runner, sensitivity
 from parity_tests.harness.candidate import wrap
 from parity_tests.harness.cases import Case, build, grid_items, output_shape
 from parity_tests.harness.check import check
@@ -333,3 +333,26 @@ def test_a_second_order_fault_through_impl_fails_the_run_shows_in_the_matrix_and
     assert "grad2_input" in (run_dir / "summary.html").read_text()
     assert repro.main([str(records[0])]) == 1
     assert repro.main([str(records[0]), "--impl", "reference"]) == 0
+
+
+def test_the_sensitivity_table_has_the_second_order_stages():
+    # per element (reduction 'none'), where each stage is judged at its own values: a uniform relative error of 16
+    # eps is caught in every second-order stage, with no false failure of the unmodified reference
+    cases = [
+        case("cross_entropy", "float32", target="prob", weight="class", reduction="none"),
+        case("nll_loss", "float32", weight="class", reduction="none"),
+        case("binary_cross_entropy", "float32", target="soft", reduction="none"),
+        case(
+            "binary_cross_entropy_with_logits",
+            "float32",
+            target="soft",
+            pos_weight="broadcast",
+            reduction="none",
+        ),
+    ]
+    found, false_failures = sensitivity.measure("quick", cases)
+    assert false_failures == 0
+    for stage in SECOND_ORDER:
+        caught = [k for k, _ in found[("float32", stage)]]
+        assert caught, stage
+        assert max(caught) <= 16, (stage, found[("float32", stage)])

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 
-from parity_tests.harness.cases import build, grid
+from parity_tests.harness.cases import Case, build, grid
 from parity_tests.harness.compare import compare
 from parity_tests.harness.dtypes import eps, round_to
 from parity_tests.harness.runner import STAGES, run_torch, run_truth
@@ -31,10 +32,14 @@ def smallest_caught(case, stage, expected, actual, scale_of) -> int | None:
     return None
 
 
-def measure(profile: str) -> tuple[dict[tuple[str, str], list[tuple[int, str]]], int]:
+def measure(
+    profile: str, cases: Iterable[Case] | None = None
+) -> tuple[dict[tuple[str, str], list[tuple[int, str]]], int]:
+    """(dtype, stage) -> (smallest k caught, case id) per case, and the count of false failures, over the profile's
+    cases on cpu (or the `cases` given)."""
     found: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
     false_failures = 0
-    for case in grid(profile, ["cpu"]):
+    for case in grid(profile, ["cpu"]) if cases is None else cases:
         data = build(case)
         actual, expected = run_torch(data), run_truth(data)
         for stage in STAGES:
