@@ -253,6 +253,15 @@ def test_an_evidence_case_where_torch_no_longer_deviates_fails(monkeypatch):
     assert result.failed
 
 
+def test_evidence_is_required_only_of_a_torch_within_the_deviations_range():
+    # log-softmax-float16-borrows-a-lanes-max is torch < 2.8's: a later torch need not deviate on its evidence
+    case_id = "cross_entropy-index-ii-100-none-1x21x32x32-large-float16-cpu-s0"
+    assert "log-softmax-float16-borrows-a-lanes-max" in [d.id for d in tables.evidence_of(case_id, "2.4.1")]
+    assert "log-softmax-float16-borrows-a-lanes-max" not in [
+        d.id for d in tables.evidence_of(case_id, "2.13.0")
+    ]
+
+
 def _session(pytester, tmp_path, monkeypatch, name: str, body: str, *args: str):
     """A small session of the suite against a candidate module `name` (the reference's API, with `body`)."""
     (tmp_path / f"{name}.py").write_text(body)

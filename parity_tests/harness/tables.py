@@ -16,7 +16,13 @@ import torch
 from parity_tests.harness.cases import Case, CaseData
 from parity_tests.harness.compare import Verdict, compare
 from parity_tests.harness.conditions import CONDITIONS, TERMS
-from parity_tests.harness.selectors import SELECTOR_FIELDS, class_count, matches, specificity
+from parity_tests.harness.selectors import (
+    SELECTOR_FIELDS,
+    class_count,
+    matches,
+    specificity,
+    torch_version_in,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -193,9 +199,14 @@ def _evidence() -> dict[str, list[Deviation]]:
     return found
 
 
-def evidence_of(case_id: str) -> list[Deviation]:
-    """The deviations that name this case as evidence: torch must still deviate there."""
-    return _evidence().get(case_id, [])
+def evidence_of(case_id: str, torch_version: str = torch.__version__) -> list[Deviation]:
+    """The deviations that name this case as evidence and whose torch range holds this torch: torch must still
+    deviate there."""
+    return [
+        d
+        for d in _evidence().get(case_id, [])
+        if "torch" not in d.entry or torch_version_in(torch_version, d.entry["torch"])
+    ]
 
 
 def deviation_for(
