@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -420,3 +421,9 @@ def test_the_summary_puts_numeric_failures_first_and_writes_html(tmp_path):
     for shown in ("python -m parity_tests.repro c.json", "class='outcome FAIL'", "0.5000001"):
         assert shown in page
     assert render.read_rows(run.dir)["errors"]
+    # the docs' links lead to the checkout's docs from where the summary lies, in both pages
+    for written in (text, page):
+        links = re.findall(r"\]\(([^)#]+)[^)]*\)|href='([^'#]+)", written)
+        targets = [md or h for md, h in links if (md or h).endswith(".md")]
+        assert len(targets) == len(render.DOCS)
+        assert all((run.dir / t).resolve().is_file() for t in targets), targets

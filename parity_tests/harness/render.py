@@ -26,6 +26,8 @@ DOCS = (
     ("Registered torch deviations", "docs/deviations.md"),
     ("Runs, outcomes and exit codes", "docs/runs.md"),
 )
+# The checkout the suite runs from, if it runs from one: an installed suite ships no docs.
+SOURCE = Path(__file__).resolve().parents[2]
 LISTED = 20  # cases listed per group before "... and N more"
 HTML_LISTED = 200  # failures shown in full on the HTML page
 
@@ -46,15 +48,25 @@ def read_rows(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
 def write(run_dir: Path, info: dict[str, Any]) -> Path:
     """summary.md and summary.html of a run; the Markdown also goes to the GitHub job summary. Returns the .md."""
     rows = read_rows(run_dir)
-    markdown = render_markdown(info, rows)
     path = run_dir / "summary.md"
-    path.write_text(markdown)
-    (run_dir / "summary.html").write_text(render_html(info, rows))
+    path.write_text(render_markdown(info, rows, run_dir))
+    (run_dir / "summary.html").write_text(render_html(info, rows, run_dir))
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         with open(step_summary, "a") as f:
-            f.write(markdown)
+            f.write(render_markdown(info, rows))
     return path
+
+
+def docs_links(run_dir: Path | None) -> list[str]:
+    """The docs as links relative to the run's folder where the suite runs from a checkout; by name elsewhere (an
+    installed suite, the GitHub job summary), where a relative link would lead nowhere."""
+    if run_dir is not None and (SOURCE / "docs" / "runs.md").is_file():
+        return [
+            f"- [{title}]({os.path.relpath(SOURCE / page, run_dir)}{'#' + anchor if anchor else ''})"
+            for title, (page, _, anchor) in ((t, link.partition("#")) for t, link in DOCS)
+        ]
+    return [f"- {title}: `{link}` in the loss-parity source" for title, link in DOCS]
 
 
 # --- what the rows say -------------------------------------------------------------------------------------------
@@ -206,7 +218,9 @@ def describe_stage(s: dict[str, Any]) -> str:
     return text
 
 
-def render_markdown(info: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> str:
+def render_markdown(
+    info: dict[str, Any], rows: dict[str, list[dict[str, Any]]], run_dir: Path | None = None
+) -> str:
     parity = rows.get("parity", [])
     out = [f"{info['outcome']}: {info['reason']}", "", "# loss-parity summary", ""]
     out += [f"- {k}: {v}" for k, v in info.get("header", {}).items()]
@@ -226,7 +240,7 @@ def render_markdown(info: dict[str, Any], rows: dict[str, list[dict[str, Any]]])
     out.append(render_determinism(rows.get("determinism", [])))
     out.append(render_invalid(rows.get("invalid", [])))
     out.append(render_fuzz(rows.get("fuzz", [])))
-    out += ["", "## Read more", ""] + [f"- [{title}]({link})" for title, link in DOCS]
+    out += ["", "## Read more", "", *docs_links(run_dir)]
     return "\n".join(line for line in out if line is not None) + "\n"
 
 
@@ -594,7 +608,9 @@ def _markdown_html(markdown: str) -> str:
     return "\n".join(out)
 
 
-def render_html(info: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> str:
+def render_html(
+    info: dict[str, Any], rows: dict[str, list[dict[str, Any]]], run_dir: Path | None = None
+) -> str:
     """The page: the outcome, the header, the parity matrices in colour, each failure with its values, index and
     replay command, then the summary's other sections."""
     parity = rows.get("parity", [])
@@ -633,6 +649,8 @@ def render_html(info: dict[str, Any], rows: dict[str, list[dict[str, Any]]]) -> 
         render_determinism(rows.get("determinism", [])) or "",
         render_invalid(rows.get("invalid", [])) or "",
         render_fuzz(rows.get("fuzz", [])) or "",
+        "## Read more",
+        *docs_links(run_dir),
     ]
     parts.append(_markdown_html("\n".join(rest)))
     parts.append("</body></html>")
