@@ -8,6 +8,7 @@ installed: it stays inert (options only, no torch import) unless `--impl` is giv
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,15 @@ def _fuzz_header(config: pytest.Config) -> str:
         + (", derandomized" if derandomized else ", database .hypothesis/")
         + (f", at most {seconds:g} s of generation each" if seconds else "")
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The calls that hung belong to this run's candidate: a later session in the same process (pytester's
+    # in-process runs) must not refuse its own candidate's calls of the same name. (Not imported here if the run
+    # never loaded it: it imports torch.)
+    loaded = sys.modules.get("parity_tests.harness.candidate")
+    if loaded is not None:
+        loaded.hung.clear()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

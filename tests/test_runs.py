@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from parity_tests import repro
+from parity_tests.harness import candidate as candidates
 from parity_tests.harness import render
 from parity_tests.harness.run import Run
 
@@ -194,6 +195,8 @@ def test_a_hang_fails_with_its_case_named_a_record_and_no_second_wait(pytester, 
     ]
     assert record["outcome"] == "timeout"
     assert first_line(run_dir / "summary.md").startswith("FAIL: 2 failed")
+    # what hung was that run's candidate's: a later run in this process calls its own candidate's functions
+    assert not candidates.hung
 
 
 def _subprocess_run(tmp_path: Path, impl: str, *args: str) -> subprocess.CompletedProcess:

@@ -95,7 +95,10 @@ def test_a_wrong_reduced_grad_grad_output_is_caught():
     kept = data.arrays["target"] != -100
     total = data.arrays["weight"][data.arrays["target"][kept]].sum()
     off = with_double_backward("nll_loss", lambda ggo, gi2, gt2: (ggo * total / kept.sum(), gi2, gt2))
-    assert [(s.stage, s.wrong) for s in check(data, off).failures] == [("grad_grad_output", "candidate")]
+    failures = check(data, off).failures
+    assert [(s.stage, s.wrong) for s in failures] == [("grad_grad_output", "candidate")], str(
+        [(s.stage, s.candidate.problem or s.candidate.error) for s in failures]
+    )
 
 
 def test_a_candidate_without_a_double_backward_is_unsupported_there_never_failing(tmp_path):
