@@ -5,7 +5,8 @@
 
 `measure` runs, with the installed torch and the CPU kernels it dispatches to:
 - every registered deviation's evidence (its grid cases and reproductions), whatever the deviation's version range
-  says, and records whether torch still deviates there as the entry describes;
+  says, and records whether torch still deviates there as the entry describes (a stage that another entry, in its
+  own range, explains in this release does not count: that is another error of torch's);
 - every bad call whose exception class differs between releases (bad_calls.Release), and records the class this torch
   raises in its forward and in its backward.
 CUDA-only evidence is left out where there is no CUDA device.
@@ -61,12 +62,19 @@ def measure(out: Path) -> None:
                 else reproduction(entry.get("loss", loss), entry)
             )
             saved = tables.deviations
-            tables.deviations = lambda unbounded=unbounded: [unbounded]  # this entry alone, in every release
+            others = [x for x in saved() if x.id != d.id]
             try:
+                # this entry alone, in every release
+                tables.deviations = lambda unbounded=unbounded: [unbounded]
                 result = check(data)
+                # a stage another entry explains in this release (its own error, another cause) is not this one's
+                tables.deviations = lambda others=others: others
+                elsewhere = {s.stage for s in check(data).stages if s.torch_status == "deviation"}
             finally:
                 tables.deviations = saved
-            holds = [s.stage for s in result.stages if s.torch_status == "deviation"]
+            holds = [
+                s.stage for s in result.stages if s.torch_status == "deviation" and s.stage not in elsewhere
+            ]
             rows.append(
                 {
                     "kind": "deviation",
