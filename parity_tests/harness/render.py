@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 DTYPE_ORDER = ["float64", "float32", "float16", "bfloat16"]
+STAGE_ORDER = ["loss", "grad_input", "grad_target", "grad_grad_output", "grad2_input", "grad2_target"]
 DOCS = (
     ("Reading a failure", "README.md#reading-a-failure"),
     ("Tolerances and their evidence", "docs/tolerances.md"),
@@ -347,6 +348,13 @@ def _unavailable_section(parity: list[dict[str, Any]]) -> list[str]:
     return [*out, ""]
 
 
+def _loss_then_stage(key: tuple[str, str]) -> tuple[str, int, str]:
+    """Rows in the order of the stages (first order, then second; `<stage> vs cpu` after its stage)."""
+    loss, stage = key
+    base = stage.split(" ")[0]
+    return loss, STAGE_ORDER.index(base) if base in STAGE_ORDER else len(STAGE_ORDER), stage
+
+
 def _matrix_table(worst: dict) -> list[str]:
     if not worst:
         return ["No stage compared.", ""]
@@ -356,7 +364,7 @@ def _matrix_table(worst: dict) -> list[str]:
         "| loss | stage | " + " | ".join(f"{dt} {dev}" for dt, dev in cols) + " |",
         "|---|---|" + "---|" * len(cols),
     ]
-    for loss, stage in sorted({k[:2] for k in worst}):
+    for loss, stage in sorted({k[:2] for k in worst}, key=_loss_then_stage):
         cells = []
         for dt, dev in cols:
             h = worst.get((loss, stage, dt, dev))
@@ -535,7 +543,7 @@ def _html_matrix(worst: dict) -> str:
     cols = [(dt, dev) for dev in sorted({k[3] for k in worst}) for dt in dtypes]
     head = "".join(f"<th>{_e(dt)} {_e(dev)}</th>" for dt, dev in cols)
     body = []
-    for loss, stage in sorted({k[:2] for k in worst}):
+    for loss, stage in sorted({k[:2] for k in worst}, key=_loss_then_stage):
         cells = []
         for dt, dev in cols:
             h = worst.get((loss, stage, dt, dev))
