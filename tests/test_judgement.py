@@ -7,6 +7,7 @@ the side that is wrong, and with the reference as the candidate the run judges t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -309,6 +310,13 @@ def test_a_correct_partial_candidate_passes_with_its_coverage_in_the_summary(pyt
     # no nll_loss_double_backward: the second order is not implemented, counted apart, and the run still passes
     assert "partial_candidate defines no nll_loss_double_backward" in summary
     assert "Declined wherever it appears: **nll_loss: second order**." in summary
+    # the case counts tell the cases it passed where it implements them from those it does not implement at all
+    counts = re.search(
+        r"(\d+) passed in every stage the candidate implements.*?(\d+) not implemented by", summary
+    )
+    assert counts, summary[:2000]
+    assert int(counts[1]) > 0
+    assert int(counts[2]) > 0
 
 
 def test_a_candidate_declining_label_smoothing_passes_and_the_summary_names_it(

@@ -81,7 +81,15 @@ def case_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
         "passed": counts["passed"],
         "failed": counts["failed"],
         "deviation": counts["deviation"],
-        "unsupported": counts["unsupported"],
+        # a case with a stage the candidate does not implement: it passed where it is implemented, or nowhere
+        "partial": sum(
+            r["outcome"] == "unsupported" and any(s.get("candidate") != "unsupported" for s in r["stages"])
+            for r in rows
+        ),
+        "unsupported": sum(
+            r["outcome"] == "unsupported" and all(s.get("candidate") == "unsupported" for s in r["stages"])
+            for r in rows
+        ),
         "wrong candidate": sum(any(s["wrong"] in ("candidate", "both") for s in r["stages"]) for r in rows),
         "wrong torch": sum(any(s["wrong"] in ("torch", "both") for s in r["stages"]) for r in rows),
         "stages wrong": sum(wrong.values()),
@@ -259,8 +267,9 @@ def _counts(info: dict[str, Any], parity: list[dict[str, Any]]) -> list[str]:
         f"- **Cases** (one loss, option combination, shape, value regime, dtype, device and seed; a parity item "
         f"runs the cases that differ only in shape): {c['cases']}: {c['passed']} passed, {c['failed']} failed "
         f"({c['wrong candidate']} with the candidate wrong, {c['wrong torch']} with torch wrong), "
-        f"{c['deviation']} with a registered torch deviation, {c['unsupported']} with a stage the candidate does "
-        "not implement.",
+        f"{c['deviation']} with a registered torch deviation, {c['partial']} passed in every stage the "
+        f"candidate implements (it lacks others: see below), {c['unsupported']} not implemented by the candidate "
+        "at all.",
         "",
     ]
 
