@@ -129,6 +129,7 @@ def test_invalid_outcomes_are_classified(monkeypatch):
     assert invalid.outcome("fake", "cpu")["outcome"] == "assert"
 
 
+@pytest.mark.heavy
 def test_an_invalid_input_runs_in_a_subprocess_with_the_same_outcome():
     assert invalid.outcome_in_subprocess("bce-input-above-one", "cpu") == invalid.outcome(
         "bce-input-above-one", "cpu"

@@ -41,6 +41,7 @@ def _planted_cross_entropy_fault() -> SimpleNamespace:
     return impl
 
 
+@pytest.mark.heavy
 def test_a_fault_under_one_option_combination_is_found_shrunk_and_replayable(tmp_path):
     settings = hypothesis.settings(GATE_SETTINGS, max_examples=1500, derandomize=True)
     impl = _planted_cross_entropy_fault()

@@ -24,6 +24,7 @@ from parity_tests.harness.cases import Case, build, grid, grid_items
 from parity_tests.harness.check import check
 from parity_tests.harness.compare import compare
 from parity_tests.harness.dtypes import eps
+from parity_tests.harness.evidence import grid_case
 from parity_tests.harness.record import write_record
 from parity_tests.harness.run import Run
 from parity_tests.harness.specs import SPECS
@@ -322,6 +323,13 @@ def test_every_registered_deviation_is_documented_with_evidence():
         assert deviation.evidence
         assert deviation.what_torch_does
         assert deviation.true_value
+
+
+def test_every_evidence_case_is_a_grid_case():
+    # a run looks up only the evidence of its own devices: a misspelt id of another device fails here
+    for deviation in deviations():
+        for case_id in deviation.entry.get("evidence_cases", []):
+            assert grid_case(case_id).id == case_id
 
 
 def test_a_misspelt_selector_field_is_rejected(tmp_path, monkeypatch):

@@ -226,6 +226,7 @@ def _subprocess_run(tmp_path: Path, impl: str, *args: str) -> subprocess.Complet
     )
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("death", ["os._exit(3)", "os.kill(os.getpid(), signal.SIGTERM)"])
 def test_a_serial_run_that_dies_leaves_an_incomplete_summary_naming_the_case(tmp_path, death):
     (tmp_path / "dying_candidate.py").write_text(
@@ -248,6 +249,7 @@ def test_a_serial_run_that_dies_leaves_an_incomplete_summary_naming_the_case(tmp
     assert "nll_loss-index-ii-100-mean-3x423-float32-cpu-s0" in summary
 
 
+@pytest.mark.heavy
 def test_a_crashed_worker_is_a_failure_with_a_record_of_its_case(tmp_path):
     (tmp_path / "crashing_candidate.py").write_text(
         "import os\nfrom reference import *  # noqa: F403\nimport reference\n\n"

@@ -44,16 +44,24 @@ class Evidence:
 
 
 @cache
-def _grid_index() -> dict[str, Case]:
-    return {c.id: c for profile in PROFILES for c in grid(profile, list(KNOWN))}
+def _grid_index(profile: str, device: str) -> dict[str, Case]:
+    return {c.id: c for c in grid(profile, [device])}
+
+
+def _device_of(case_id: str) -> str | None:
+    return case_id.rsplit("-", 2)[-2] if case_id.count("-") >= 2 else None
 
 
 def grid_case(case_id: str) -> Case:
     """The grid case (of any profile and device) with this id; KeyError if none has it."""
-    try:
-        return _grid_index()[case_id]
-    except KeyError:
-        raise KeyError(f"no grid case has the id {case_id!r}") from None
+    # Only the grids of the id's device (an id ends with -<device>-s<seed>), the smallest first and each built when
+    # needed: one index of every profile and device took seconds of each worker's collection.
+    device = _device_of(case_id)
+    for profile in PROFILES:
+        found = _grid_index(profile, device).get(case_id) if device in KNOWN else None
+        if found is not None:
+            return found
+    raise KeyError(f"no grid case has the id {case_id!r}")
 
 
 def _options(loss: str, arrays: Mapping[str, np.ndarray], keywords: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,6 +136,7 @@ def evidence(
         found = [
             Evidence(d, case_id, c.loss, c.dtype, c.device, case_id)
             for case_id in d.entry.get("evidence_cases", [])
+            if _device_of(case_id) in devices
             for c in (grid_case(case_id),)
         ]
         losses_of = d.entry["loss"] if isinstance(d.entry.get("loss"), list) else [d.entry.get("loss")]
