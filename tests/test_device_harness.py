@@ -20,8 +20,8 @@ from parity_tests.harness import determinism, devices, invalid
 from parity_tests.harness.cases import Case, build, grid
 from parity_tests.harness.compare import compare
 from parity_tests.harness.dtypes import eps
-from parity_tests.harness.runner import STAGES
 from parity_tests.harness.specs import SPECS
+from parity_tests.harness.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,8 +4,6 @@ have, planted back into it, are caught, each named as the candidate's."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,8 +12,7 @@ from examples import chunked_cross_entropy as kernel
 from parity_tests.harness.cases import Case, CaseData, build
 from parity_tests.harness.check import check
 from parity_tests.harness.specs import SPECS
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.sessions import suite
 
 
 def case(dtype: str, shape=(8, 5), regime: str = "normal", **options) -> Case:
@@ -25,14 +22,11 @@ def case(dtype: str, shape=(8, 5), regime: str = "normal", **options) -> Case:
 
 def test_the_kernel_passes_the_suite_declining_probability_targets(pytester, tmp_path):
     reports = tmp_path / "reports"
-    result = pytester.runpytest_inprocess(
-        str(ROOT / "parity_tests" / "test_parity.py"),
-        "-p",
-        "no:cacheprovider",
-        f"--report-dir={reports}",
-        f"--rootdir={ROOT}",
-        "-c",
-        str(ROOT / "pyproject.toml"),
+    result = suite(
+        pytester,
+        reports,
+        "--loss",
+        "cross_entropy",
         "--impl",
         "examples.chunked_cross_entropy",
         "--dtype",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -29,8 +28,8 @@ from parity_tests.harness.record import write_record
 from parity_tests.harness.run import Run
 from parity_tests.harness.specs import SPECS
 from parity_tests.harness.tables import deviations
+from tests.sessions import ROOT, suite
 
-ROOT = Path(__file__).resolve().parent.parent
 Transform = Callable[[np.ndarray], np.ndarray]
 STAGE_INDEX = {"grad_input": 0, "grad_target": 1}
 SECOND_ORDER_INDEX = {"grad_grad_output": 0, "grad2_input": 1, "grad2_target": 2}
@@ -256,19 +255,14 @@ def test_a_fault_planted_through_impl_fails_the_suite_records_and_replays(pytest
     (tmp_path / "planted_fault.py").write_text(FAULT_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     reports = tmp_path / "reports"
-    run = pytester.runpytest_inprocess(
-        str(ROOT / "parity_tests" / "test_parity.py"),
+    run = suite(
+        pytester,
+        reports,
         "-q",
-        "-p",
-        "no:cacheprovider",
         "--impl",
         "planted_fault",
-        "--dtype",
-        "float32",
-        f"--report-dir={reports}",
-        f"--rootdir={ROOT}",
-        "-c",
-        str(ROOT / "pyproject.toml"),
+        "--loss",
+        "cross_entropy",
         "-k",
         "cross_entropy-index-ii-100-mean-float32-cpu",
     )

@@ -8,11 +8,11 @@ the side that is wrong, and with the reference as the candidate the run judges t
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 import reference
 from parity_tests.harness import check as check_module
@@ -22,8 +22,7 @@ from parity_tests.harness.cases import Case, build
 from parity_tests.harness.check import check
 from parity_tests.harness.dtypes import eps
 from parity_tests.harness.specs import SPECS
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.sessions import suite
 
 
 def case(loss: str, dtype: str, shape=(8, 5), regime: str = "normal", **options) -> Case:
@@ -179,6 +178,30 @@ def test_a_result_that_is_not_a_real_float64_array_of_the_shape_fails_saying_wha
     assert said in failure.candidate.problem
 
 
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_a_backward_or_double_backward_returning_the_wrong_number_of_results_fails_saying_so(kind):
+    c = build(case("nll_loss", "float32"))
+    out = np.asarray if kind == "numpy" else torch.from_numpy
+
+    def arrays(*args):  # a torch candidate gets tensors: the reference takes their values in float64
+        return [
+            a if kind == "numpy" else a.double().numpy() if a.is_floating_point() else a.numpy() for a in args
+        ]
+
+    bad = candidate_of(
+        LOSS_PARITY_KIND=kind,
+        nll_loss=lambda x, y, **k: out(np.asarray(reference.nll_loss(*arrays(x, y), **k))),
+        # grad_input alone, and a double backward without its grad2_target
+        nll_loss_backward=lambda g, x, y, **k: out(reference.nll_loss_backward(*arrays(g, x, y), **k)[0]),
+        nll_loss_double_backward=lambda *a, **k: reference.nll_loss_double_backward(*arrays(*a), **k)[:2],
+    )
+    result = check(c, bad)
+    problems = {s.stage: s.candidate.problem for s in result.failures}
+    assert set(problems) == {"grad_input", "grad_grad_output", "grad2_input"}, problems
+    assert "expected a pair (grad_input, grad_target)" in problems["grad_input"]
+    assert "expected a triple (grad_grad_output, grad2_input, grad2_target)" in problems["grad2_input"]
+
+
 def test_an_exception_says_which_call_raised_with_the_last_frames():
     def forward_raises(*args, **kwargs):
         raise ZeroDivisionError("planted in the forward")
@@ -268,21 +291,7 @@ def _session(pytester, tmp_path, monkeypatch, name: str, body: str, *args: str):
     (tmp_path / f"{name}.py").write_text(body)
     monkeypatch.syspath_prepend(str(tmp_path))
     reports = tmp_path / "reports"
-    result = pytester.runpytest_inprocess(
-        str(ROOT / "parity_tests" / "test_parity.py"),
-        str(ROOT / "parity_tests" / "test_errors.py"),
-        "-p",
-        "no:cacheprovider",
-        f"--report-dir={reports}",
-        f"--rootdir={ROOT}",
-        "-c",
-        str(ROOT / "pyproject.toml"),
-        "--impl",
-        name,
-        "--dtype",
-        "float32",
-        *args,
-    )
+    result = suite(pytester, reports, "--impl", name, *args, modules=("test_parity.py", "test_errors.py"))
     return result, (reports / "latest" / "summary.md").read_text()
 
 
@@ -338,23 +347,6 @@ def test_a_candidate_declining_label_smoothing_passes_and_the_summary_names_it(
     result, summary = _session(pytester, tmp_path, monkeypatch, "declining_candidate", declining, *args)
     assert result.ret == 0, result.stdout.str()[-3000:]
     assert "Declined wherever it appears: **cross_entropy: label_smoothing**" in summary
-    strict = pytester.runpytest_inprocess(
-        str(ROOT / "parity_tests" / "test_parity.py"),
-        "-p",
-        "no:cacheprovider",
-        f"--report-dir={tmp_path / 'strict'}",
-        f"--rootdir={ROOT}",
-        "-c",
-        str(ROOT / "pyproject.toml"),
-        "--impl",
-        "declining_candidate",
-        "--dtype",
-        "float32",
-        "--loss",
-        "cross_entropy",
-        "--require-all",
-        "-k",
-        SMOOTHED_OR_NOT,
-    )
+    strict = suite(pytester, tmp_path / "strict", "--impl", "declining_candidate", "--require-all", *args)
     assert strict.ret == 1  # --require-all: what it does not implement fails
     assert "not implemented by the candidate (--require-all)" in strict.stdout.str()

@@ -6,7 +6,6 @@ forward; where torch itself cannot differentiate twice, torch is not judged ther
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,9 +24,8 @@ from parity_tests.harness.dtypes import round_to
 from parity_tests.harness.record import write_record
 from parity_tests.harness.run import Run
 from parity_tests.harness.specs import SPECS
-
-ROOT = Path(__file__).resolve().parent.parent
-SECOND_ORDER = ("grad_grad_output", "grad2_input", "grad2_target")
+from parity_tests.harness.stages import SECOND_ORDER
+from tests.sessions import suite
 
 
 def case(loss: str, dtype: str, shape=(8, 5), **options) -> Case:
@@ -307,19 +305,16 @@ def test_a_second_order_fault_through_impl_fails_the_run_shows_in_the_matrix_and
     (tmp_path / "planted_second_order.py").write_text(FAULT_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     reports = tmp_path / "reports"
-    run = pytester.runpytest_inprocess(
-        str(ROOT / "parity_tests" / "test_parity.py"),
+    run = suite(
+        pytester,
+        reports,
         "-q",
-        "-p",
-        "no:cacheprovider",
         "--impl",
         "planted_second_order",
+        "--loss",
+        "cross_entropy",
         "--dtype",
         "float64",
-        f"--report-dir={reports}",
-        f"--rootdir={ROOT}",
-        "-c",
-        str(ROOT / "pyproject.toml"),
         "-k",
         "cross_entropy-prob-w-ls0.1-sum-float64-cpu",
     )

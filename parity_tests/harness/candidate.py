@@ -38,6 +38,7 @@ from parity_tests.harness.dtypes import TORCH_DTYPES
 from parity_tests.harness.oracle import truth
 from parity_tests.harness.runner import not_differentiable
 from parity_tests.harness.specs import SPECS
+from parity_tests.harness.stages import FIRST_ORDER, SECOND_ORDER
 
 KIND_ATTRIBUTE = "LOSS_PARITY_KIND"
 KINDS = ("numpy", "torch")
@@ -233,8 +234,7 @@ def run(
     )
 
 
-FIRST_GRADIENTS = ("grad_input", "grad_target")
-SECOND_ORDER = ("grad_grad_output", "grad2_input", "grad2_target")
+FIRST_GRADIENTS = FIRST_ORDER[1:]  # a backward's results, in its order; a double backward's are SECOND_ORDER
 
 
 def _run_numpy(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) -> dict[str, Outcome]:
@@ -254,21 +254,19 @@ def _run_numpy(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
             loss,
         )
     )
-    for order, stages, arguments in (
+    for order, order_stages, arguments in (
         ("backward", FIRST_GRADIENTS, ("grad_output",)),
         # as torch's double backward: (grad_grad_input, grad_output, input, target, ...) -> three results
         ("double_backward", SECOND_ORDER, ("grad_grad_input", "grad_output")),
     ):
-        stages = [s for s in stages if s in shapes]
         function = getattr(module, f"{loss}_{order}", None)
         if not callable(function):
-            out.update(
-                {s: Outcome(unsupported=f"{candidate.name} defines no {loss}_{order}") for s in stages}
-            )
+            reason = f"{candidate.name} defines no {loss}_{order}"
+            out.update({s: Outcome(unsupported=reason) for s in order_stages if s in shapes})
             continue
         what = f"{loss}_{order}"
 
-        def results(function=function, what=what, arguments=arguments) -> tuple[Any, ...]:
+        def results(function=function, what=what, arguments=arguments, order_stages=order_stages):
             result = _call(
                 what,
                 case.id,
@@ -279,9 +277,9 @@ def _run_numpy(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
                 **extras,
                 **data.keywords,
             )
-            return _tuple(result, what, len(arguments) + 1)
+            return _tuple(result, what, order_stages)
 
-        out.update(_gradients(results, shapes, stages, what, _numpy_result))
+        out.update(_gradients(results, shapes, order_stages, what, _numpy_result))
     changed = _changed(given, data.impl_arrays())
     if changed:
         problem = f"{candidate.name} changed its argument {changed} in place (torch never does)"
@@ -325,44 +323,26 @@ def _run_torch(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
         return _torch_result(value["loss"], shapes["loss"], loss)
 
     out["loss"] = _attempt(forward_value)
+
+    def own(function: Callable[..., Any], order: str, stages: tuple[str, ...], *leading: Any) -> dict:
+        """The stages from the candidate's own `<loss>_<order>`, called on detached tensors."""
+        what = f"{loss}_{order}"
+
+        def results() -> tuple[Any, ...]:
+            inputs = (*leading, x.detach(), target.detach())
+            return _tuple(_call(what, case.id, function, *inputs, **extras, **data.keywords), what, stages)
+
+        return _gradients(results, shapes, stages, what, _torch_result)
+
     if callable(double_backward):
-        what2 = f"{loss}_double_backward"
-
-        def second_order() -> tuple[Any, ...]:
-            result = _call(
-                what2,
-                case.id,
-                double_backward,
-                grad_grad_input,
-                grad_output.detach(),
-                x.detach(),
-                target.detach(),
-                **extras,
-                **data.keywords,
-            )
-            return _tuple(result, what2, 3)
-
-        out.update(_gradients(second_order, shapes, second, what2, _torch_result))
+        out.update(
+            own(double_backward, "double_backward", SECOND_ORDER, grad_grad_input, grad_output.detach())
+        )
     elif not through_autograd:
         reason = f"{candidate.name} defines {loss}_backward and no {loss}_double_backward"
         out.update({s: Outcome(unsupported=reason) for s in second})
     if not through_autograd:
-        what = f"{loss}_backward"
-
-        def gradients() -> tuple[Any, ...]:
-            result = _call(
-                what,
-                case.id,
-                backward,
-                grad_output.detach(),
-                x.detach(),
-                target.detach(),
-                **extras,
-                **data.keywords,
-            )
-            return _tuple(result, what, 2)
-
-        out.update(_gradients(gradients, shapes, first, what, _torch_result))
+        out.update(own(backward, "backward", FIRST_GRADIENTS, grad_output.detach()))
         return out
 
     what = f"autograd through {loss}"
@@ -394,7 +374,7 @@ def _run_torch(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
         )
         return grads["first"][0], grads["first"][1] if len(wrt) > 1 else None
 
-    out.update(_gradients(gradients, shapes, first, what, _torch_result))
+    out.update(_gradients(gradients, shapes, FIRST_GRADIENTS, what, _torch_result))
     if not twice:
         return out
     what2 = f"autograd twice through {loss}"
@@ -420,29 +400,30 @@ def _run_torch(candidate: Candidate, data: CaseData, shapes: Mapping[str, Any]) 
         found = [torch.zeros_like(t) if d is None else d for d, t in zip(found, second_wrt, strict=True)]
         return (*found, None) if len(found) < 3 else tuple(found)
 
-    out.update(_gradients(lambda: _call(what2, case.id, second_order), shapes, second, what2, _torch_result))
+    out.update(
+        _gradients(lambda: _call(what2, case.id, second_order), shapes, SECOND_ORDER, what2, _torch_result)
+    )
     return out
 
 
-def _tuple(value: Any, what: str, size: int) -> tuple[Any, ...]:
-    if not isinstance(value, tuple | list) or len(value) != size:
-        names = "(grad_input, grad_target)" if size == 2 else "(grad_grad_output, grad2_input, grad2_target)"
-        raise _Broke(
-            f"{what} returned {_describe(value)}; expected a {'pair' if size == 2 else 'triple'} {names}"
-        )
+def _tuple(value: Any, what: str, stages: tuple[str, ...]) -> tuple[Any, ...]:
+    """A call's results, one per stage of `stages` (FIRST_GRADIENTS or SECOND_ORDER), in that order."""
+    if not isinstance(value, tuple | list) or len(value) != len(stages):
+        size = {2: "pair", 3: "triple"}[len(stages)]
+        raise _Broke(f"{what} returned {_describe(value)}; expected a {size} ({', '.join(stages)})")
     return tuple(value)
 
 
 def _gradients(
     compute: Callable[[], tuple[Any, ...]],
     shapes: Mapping[str, Any],
-    stages: list[str],
+    order: tuple[str, ...],
     what: str,
     result: Callable[..., Any],
 ) -> dict[str, Outcome]:
     """The stages of one call (the backward, the double backward, or autograd): `compute` returns its results
-    in the order of FIRST_GRADIENTS or SECOND_ORDER; `stages` are those of them that exist."""
-    order = FIRST_GRADIENTS if stages and stages[0] in FIRST_GRADIENTS else SECOND_ORDER
+    in the stages' `order` (FIRST_GRADIENTS or SECOND_ORDER); only the stages the case has are judged."""
+    stages = [s for s in order if s in shapes]
     try:
         found = dict(zip(order, compute(), strict=True))
     except _Declined as exc:

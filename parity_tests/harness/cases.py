@@ -120,8 +120,9 @@ def output_shape(case: Case, arrays: Mapping[str, np.ndarray]) -> Shape:
     return shape
 
 
-def grad_grad_input(rng: np.random.Generator, shape: Shape) -> np.ndarray:
-    """A random grad_grad_input: magnitudes in [0.5, 2], random signs, as grad_output's."""
+def cotangent(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+    """A random grad_output or grad_grad_input: magnitudes in [0.5, 2] (never only ones: ones hide reduction bugs),
+    random signs."""
     return rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
 
 
@@ -129,11 +130,10 @@ def build(case: Case) -> CaseData:
     rng = case.rng()
     drawn = case.spec.sample(rng, case.shape, case.opts, case.regime)
     out_shape = output_shape(case, drawn)
-    # A random grad_output (never only ones: ones hide reduction bugs), magnitudes in [0.5, 2].
-    drawn["grad_output"] = rng.uniform(0.5, 2.0, out_shape) * rng.choice([-1.0, 1.0], out_shape)
+    drawn["grad_output"] = cotangent(rng, out_shape)
     # The double backward's grad_grad_input (the input's shape), alike; drawn last, so that every other input of a
     # case is what it was before the second-order stages (the deviations' evidence cases rest on them).
-    drawn["grad_grad_input"] = grad_grad_input(rng, drawn["input"].shape)
+    drawn["grad_grad_input"] = cotangent(rng, drawn["input"].shape)
     arrays = {k: v if v.dtype.kind in "iu" else round_to(v, case.dtype) for k, v in drawn.items()}
     keywords = {k: v for k, v in case.opts.items() if k in _KEYWORDS}
     if "ignore_index" in keywords:

@@ -26,7 +26,8 @@ from parity_tests.harness.candidate import Candidate, Outcome
 from parity_tests.harness.cases import CaseData
 from parity_tests.harness.compare import Verdict, compare, failed
 from parity_tests.harness.oracle import truth
-from parity_tests.harness.runner import STAGES, run_torch, run_truth
+from parity_tests.harness.runner import run_torch, run_truth
+from parity_tests.harness.stages import STAGES
 from parity_tests.harness.tables import (
     Deviation,
     Tolerance,

@@ -26,11 +26,11 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, assume, given, reject
 from hypothesis import strategies as st
 
-from parity_tests.harness.cases import Case, CaseData, grad_grad_input, output_shape
+from parity_tests.harness.cases import Case, CaseData, cotangent, output_shape
 from parity_tests.harness.check import CaseResult, check
 from parity_tests.harness.dtypes import max_finite, round_to
-from parity_tests.harness.runner import STAGES
 from parity_tests.harness.specs import SPECS, Arrays, Shape
+from parity_tests.harness.stages import STAGES
 
 REGIME = "fuzz"
 
@@ -283,8 +283,8 @@ def draw_case(data: st.DataObject, loss: str, device: str, dtypes: Sequence[str]
     case = Case(loss, tuple(sorted(options.items())), arrays["input"].shape, REGIME, dtype, device)
     rng = np.random.default_rng(zlib.crc32(arrays["input"].tobytes()))
     out_shape = output_shape(case, arrays)
-    arrays["grad_output"] = rng.uniform(0.5, 2.0, out_shape) * rng.choice([-1.0, 1.0], out_shape)
-    arrays["grad_grad_input"] = grad_grad_input(rng, arrays["input"].shape)  # last, as in cases.build
+    arrays["grad_output"] = cotangent(rng, out_shape)
+    arrays["grad_grad_input"] = cotangent(rng, arrays["input"].shape)  # last, as in cases.build
     arrays = {
         k: np.asarray(v) if np.asarray(v).dtype.kind in "iu" else round_to(v, dtype)
         for k, v in arrays.items()

@@ -19,8 +19,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from parity_tests.harness.stages import SECOND_ORDER, STAGES
+
 DTYPE_ORDER = ["float64", "float32", "float16", "bfloat16"]
-STAGE_ORDER = ["loss", "grad_input", "grad_target", "grad_grad_output", "grad2_input", "grad2_target"]
 DOCS = (
     ("Reading a failure", "README.md#reading-a-failure"),
     ("Tolerances and their evidence", "docs/tolerances.md"),
@@ -130,8 +131,6 @@ def matrix(rows: list[dict[str, Any]], party: str) -> dict[tuple[str, str, str, 
     return worst
 
 
-# The double backward's stages (runner.SECOND_ORDER; render reads result lines and imports no torch).
-SECOND_ORDER = ("grad_grad_output", "grad2_input", "grad2_target")
 SECOND_ORDER_FEATURE = "second order"
 
 
@@ -361,7 +360,7 @@ def _loss_then_stage(key: tuple[str, str]) -> tuple[str, int, str]:
     """Rows in the order of the stages (first order, then second; `<stage> vs cpu` after its stage)."""
     loss, stage = key
     base = stage.split(" ")[0]
-    return loss, STAGE_ORDER.index(base) if base in STAGE_ORDER else len(STAGE_ORDER), stage
+    return loss, STAGES.index(base) if base in STAGES else len(STAGES), stage
 
 
 def _matrix_table(worst: dict) -> list[str]:

@@ -10,12 +10,8 @@ import torch
 from parity_tests.harness.cases import CaseData
 from parity_tests.harness.dtypes import TORCH_DTYPES
 from parity_tests.harness.oracle import truth
+from parity_tests.harness.stages import SECOND_ORDER
 from parity_tests.harness.threads import THREADS
-
-FIRST_ORDER = ("loss", "grad_input", "grad_target")
-# The double backward: the derivatives of <grad_input, grad_grad_input> wrt grad_output, input and target.
-SECOND_ORDER = ("grad_grad_output", "grad2_input", "grad2_target")
-STAGES = FIRST_ORDER + SECOND_ORDER
 
 
 class Outputs(dict):
@@ -72,9 +68,8 @@ def _forward_backward(data: CaseData, tensor: Callable[[str], torch.Tensor]) -> 
     why = None
     try:
         grads = torch.autograd.grad(loss, wrt, grad_outputs=grad_output, create_graph=True)
-    except (
-        RuntimeError
-    ) as exc:  # a backward that has no derivative may refuse create_graph: first order alone
+    # a backward that has no derivative may refuse create_graph: first order alone
+    except RuntimeError as exc:
         why = f"torch cannot differentiate its backward: {_first_line(exc)}"
         loss, wrt = forward()
         grads = torch.autograd.grad(loss, wrt, grad_outputs=grad_output.detach())

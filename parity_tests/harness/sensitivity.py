@@ -17,7 +17,8 @@ import numpy as np
 from parity_tests.harness.cases import Case, build, grid
 from parity_tests.harness.compare import compare
 from parity_tests.harness.dtypes import eps, round_to
-from parity_tests.harness.runner import STAGES, run_torch, run_truth
+from parity_tests.harness.runner import run_torch, run_truth
+from parity_tests.harness.stages import STAGES
 from parity_tests.harness.tables import deviation_for, tolerance_for
 
 LADDER = range(1, 65)
