@@ -215,7 +215,7 @@ def test_a_serial_run_that_dies_leaves_an_incomplete_summary_naming_the_case(tmp
 
 
 @pytest.mark.heavy
-def test_a_crashed_worker_is_a_failure_with_a_record_of_its_case(tmp_path):
+def test_a_crashed_worker_is_a_failure_with_a_record_of_its_case(tmp_path, capsys):
     (tmp_path / "crashing_candidate.py").write_text(
         "import os\nfrom reference import *  # noqa: F403\nimport reference\n\n"
         "def nll_loss(input, target, **k):\n    if input.shape == (3, 423):\n        os._exit(3)\n"
@@ -229,6 +229,10 @@ def test_a_crashed_worker_is_a_failure_with_a_record_of_its_case(tmp_path):
     assert record["outcome"] == "crash"
     assert record["case_id"] == "nll_loss-index-ii-100-mean-3x423-float32-cpu-s0"
     assert "the process died while running case nll_loss-index-ii-100-mean-3x423" in result.stdout
+    # its replay runs in a process of its own: the same crash is "still failing", exit status 1
+    (path,) = (run_dir / "failures").glob("*.json")
+    assert repro.main([str(path)]) == 1
+    assert "still crashes: the replay's process died (exit status 3)" in capsys.readouterr().out
 
 
 def test_an_interrupt_is_incomplete(pytester, tmp_path, monkeypatch):
