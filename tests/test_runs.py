@@ -122,7 +122,9 @@ def test_a_report_dir_that_is_a_file_is_a_usage_error(pytester, tmp_path):
     assert "is not a folder" in result.stderr.str()
 
 
-def test_a_hang_fails_with_its_case_named_a_record_and_no_second_wait(pytester, tmp_path, monkeypatch):
+def test_a_hang_fails_with_its_case_named_a_record_and_no_second_wait(
+    pytester, tmp_path, monkeypatch, capsys
+):
     from parity_tests.harness.cases import build, grid
     from parity_tests.harness.check import check
 
@@ -162,6 +164,11 @@ def test_a_hang_fails_with_its_case_named_a_record_and_no_second_wait(pytester, 
     assert first_line(run_dir / "summary.md").startswith("FAIL: 2 failed")
     # what hung was that run's candidate's: a later run in this process calls its own candidate's functions
     assert not candidates.hung
+    # its replay hangs again: past the replay's own limit, "still hangs" (not the candidate's error), exit 1
+    (path,) = [p for p in (run_dir / "failures").glob("*.json") if "timeout" in p.read_text()]
+    capsys.readouterr()
+    assert repro.main([str(path), "--timeout", "1"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "still hangs: no result after 1 s"
 
 
 def _subprocess_run(tmp_path: Path, impl: str, *args: str) -> subprocess.CompletedProcess:
